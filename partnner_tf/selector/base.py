@@ -1,0 +1,52 @@
+"""What a selector sees after each frame, and the interface every policy implements."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one frame showed.
+
+    Attributes:
+        cut: the cut the frame ran with.
+        edge_s: prefix time measured on the edge (the whole model for edge-only frames).
+        transfer_s: the rest of the round trip: uplink, downlink, propagation.
+        cloud_s: the server's reported queue + compute time.
+        bytes_sent: payload sent edge -> cloud, when known.
+        queue_s, compute_s: the two parts of ``cloud_s`` when the server reported them.
+        queue_depth, busy_workers, workers: the server's reported load.
+        timed_out: the cloud missed the deadline (or the link failed) and the frame fell back
+            to the edge; ``transfer_s`` then holds the time lost waiting.
+    """
+
+    cut: int
+    edge_s: float
+    transfer_s: float = 0.0
+    cloud_s: float = 0.0
+    bytes_sent: Optional[int] = None
+    queue_s: Optional[float] = None
+    compute_s: Optional[float] = None
+    queue_depth: Optional[int] = None
+    busy_workers: Optional[int] = None
+    workers: Optional[int] = None
+    timed_out: bool = False
+
+
+class Selector:
+    """Base class: ``choose()`` the next cut, ``observe()`` what it did."""
+
+    name = "selector"
+
+    def __init__(self, manifest):
+        self.manifest = manifest
+
+    def choose(self) -> int:
+        raise NotImplementedError
+
+    def observe(self, obs: Observation) -> None:
+        """Default: learn nothing."""
+
+    def deadline_s(self, cut: int) -> Optional[float]:
+        """How long the runtime should wait for the cloud on ``cut``; None: its own default."""
+        return None

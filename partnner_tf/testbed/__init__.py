@@ -1,0 +1,1 @@
+"""Testbed: real processes over emulated links, boards and cloud load."""

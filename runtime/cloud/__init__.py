@@ -1,0 +1,1 @@
+"""The cloud executor daemon: TensorFlow suffixes behind a ZeroMQ ROUTER."""
