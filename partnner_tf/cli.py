@@ -64,7 +64,7 @@ def cli(ctx, verbose):
 def main(argv=None):
     """Console entry point: PartnnerError becomes a one-line message and exit code 1."""
     try:
-        cli.main(args=argv, prog_name="partnner", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="partnner", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -77,4 +77,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
