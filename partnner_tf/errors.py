@@ -49,3 +49,7 @@ class MissingDependencyError(PartnnerError):
 
 class EmulationError(PartnnerError):
     """The host cannot emulate a link or a board as asked."""
+
+
+class InputError(PartnnerError):
+    """An input (frame, image file, tensor) does not match what the model expects."""

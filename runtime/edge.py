@@ -1,0 +1,296 @@
+"""The edge runtime: per frame, run the chosen cut's prefix, send the boundary, never lose a frame."""
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from partnner_tf.errors import CloudError, InputError, PartnnerError
+from partnner_tf.manifest import load_manifest, verify_files
+from partnner_tf.runtime.cache import DEFAULT_BUDGET_BYTES, PrefixCache
+from partnner_tf.runtime.interpreter import load_prefix
+from partnner_tf.runtime.link import Link
+from partnner_tf.selector import Observation, make_selector
+
+log = logging.getLogger(__name__)
+_now = time.perf_counter
+
+#: option -> default; anything else passed to EdgeRuntime is an error.
+OPTIONS = {
+    "deadline_s": 1.0,  # cloud deadline when the selector suggests none
+    "min_deadline_s": 0.02,  # bounds on the selector's suggestion
+    "max_deadline_s": 10.0,
+    "budget_bytes": DEFAULT_BUDGET_BYTES,  # memory for loaded prefixes
+    "prefetch_radius": 2,  # neighbours of the current cut loaded ahead
+    "defer_swap": True,  # run the loaded cut while the chosen one loads
+    "delegate": None,  # "edgetpu", a delegate library, or None (the board decides)
+    "verify": True,  # check prefix hashes against the manifest at start
+    "probe_timeout_s": 0.5,
+    "backoff_s": (0.05, 2.0),
+    "selector_options": None,  # dict passed to make_selector
+}
+
+
+@dataclass
+class FrameResult:
+    """What one frame gave: the outputs (model output order), the cut, and where the time went."""
+
+    frame: int
+    outputs: list = field(repr=False)
+    cut: int
+    edge_s: float
+    transfer_s: float
+    cloud_s: float
+    total_s: float
+    bytes_sent: int
+    fallback: bool
+    queue_s: float = 0.0
+    compute_s: float = 0.0
+    chosen: Optional[int] = None  # the selector's cut when a swap was deferred or a frame fell back
+    error: Optional[str] = None  # why the frame fell back
+
+    def to_dict(self):
+        """Everything but the outputs, for a JSON log line."""
+        d = asdict(self)
+        del d["outputs"]
+        return d
+
+
+class EdgeRuntime:
+    """Runs a converted model's frames on the edge, partitioned with a cloud daemon.
+
+    Args:
+        out_dir: the converter's output folder (``manifest.json`` + ``prefixes/``).
+        cloud: an endpoint string, a :class:`partnner_tf.client.CloudClient`, or None (edge only).
+        selector: a policy name for :func:`make_selector` or a selector object.
+        board: a board name or record; its ``threads`` and ``delegate`` are the defaults.
+        threads: interpreter threads (overrides the board's).
+        **options: see :data:`OPTIONS`.
+    """
+
+    def __init__(self, out_dir, cloud=None, selector="partnner", board=None, threads=None, **options):
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise PartnnerError(f"EdgeRuntime: unknown option(s) {unknown}; known: {sorted(OPTIONS)}")
+        self.options = {**OPTIONS, **options}
+        self.manifest = load_manifest(out_dir)
+        m = self.manifest
+        prefixes = {c.id: m.path(c.prefix) for c in m.cuts if c.prefix is not None}
+        if self.options["verify"]:
+            verify_files(m, cut_ids=list(prefixes))
+        self.edge_cut = m.edge_only
+        if self.edge_cut is None:
+            raise PartnnerError(f"{m.root}: model {m.name!r} has no edge-only cut; the edge cannot fall back")
+        threads, delegate = _board_defaults(board, threads, self.options["delegate"])
+        self.threads = threads
+        self.cache = PrefixCache(
+            prefixes, lambda p: load_prefix(p, threads=threads, delegate=delegate).warm(),
+            self.options["budget_bytes"])
+        self._keys(m)
+        self._owns_client = False
+        self.client = self._connect(cloud)
+        self.link = Link(self.client, self.options["probe_timeout_s"], self.options["backoff_s"]) \
+            if self.client is not None else None
+        self.selector = self._selector(selector)
+        # The fallback must never wait for a load: the whole model stays in memory.
+        self.cache.pin(self.edge_cut)
+        self._current = None
+        self._count = 0
+        self.stats = {"frames": 0, "fallbacks": 0, "swaps": 0, "deferred": 0}
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _keys(self, m):
+        """Signature keys of the input, each cut's boundary and the outputs (never positions)."""
+        raw_model = m.raw.get("model", {})
+        self.input_key = raw_model.get("input", {}).get("signature_key") or m.input.name
+        self.boundary_keys = {}
+        for c, raw in zip(m.cuts, m.raw["cuts"]):
+            self.boundary_keys[c.id] = [b.get("signature_key") or b["name"] for b in raw.get("boundary") or []]
+        outs = raw_model.get("outputs")
+        self.output_keys = [o.get("signature_key") or o["name"] for o in outs] if outs else None
+
+    def _connect(self, cloud):
+        if cloud is None:
+            return None
+        if isinstance(cloud, str):
+            from partnner_tf.client import CloudClient
+
+            self._owns_client = True
+            return CloudClient(cloud)
+        return cloud
+
+    def _selector(self, selector):
+        if not isinstance(selector, str):
+            return selector
+        if self.client is None and selector != "edge":
+            if selector in ("cloud",) or selector.startswith("fixed:"):
+                raise PartnnerError(f"policy {selector!r} needs a cloud endpoint; none was given")
+            log.info("no cloud endpoint: policy %r runs every frame edge-only", selector)
+            selector = "edge"
+        return make_selector(selector, self.manifest, **(self.options["selector_options"] or {}))
+
+    # -- frames -------------------------------------------------------------------------------
+
+    def infer(self, frame):
+        """Run one frame; returns a :class:`FrameResult`. Never raises for a cloud failure."""
+        x = self._check(frame)
+        n = self._count
+        self._count += 1
+        chosen = int(self.selector.choose())
+        self.manifest.cut(chosen)  # a selector returning a bad id is a bug: say so
+        t0 = _now()
+        if chosen == self.edge_cut or self.client is None:
+            result = self._edge_frame(n, x, chosen, t0, fallback=False)
+        elif not self.link.is_up:
+            result = self._edge_frame(n, x, chosen, t0, fallback=True, error="cloud link down")
+        else:
+            result = self._partitioned(n, x, chosen, t0)
+        self.stats["frames"] += 1
+        self.stats["fallbacks"] += result.fallback
+        self._prefetch(result.cut)
+        return result
+
+    def stream(self, frames):
+        """Yield a :class:`FrameResult` for each frame of an iterable, in order."""
+        for frame in frames:
+            yield self.infer(frame)
+
+    def _check(self, frame):
+        spec = self.manifest.input
+        if not isinstance(frame, np.ndarray):
+            raise InputError(f"expected a numpy array frame of shape {spec.shape}, received {type(frame).__name__}")
+        if frame.shape == spec.shape[1:]:
+            frame = frame[np.newaxis]
+        if frame.shape != spec.shape or frame.dtype != spec.dtype:
+            raise InputError(
+                f"model {self.manifest.name!r} expects frames of shape {spec.shape} (or "
+                f"{spec.shape[1:]}) and dtype {spec.dtype}; received shape {frame.shape}, dtype {frame.dtype}"
+            )
+        return np.ascontiguousarray(frame)
+
+    def _edge_frame(self, n, x, chosen, t0, fallback, error=None):
+        outputs, edge_s = self._run_edge(x)
+        self.selector.observe(Observation(cut=self.edge_cut, edge_s=edge_s, bytes_sent=0))
+        return FrameResult(n, outputs, self.edge_cut, edge_s, 0.0, 0.0, _now() - t0, 0, fallback,
+                           chosen=chosen if chosen != self.edge_cut else None, error=error)
+
+    def _run_edge(self, x):
+        prefix = self.cache.get(self.edge_cut)
+        t = _now()
+        out = prefix.run({self.input_key: x})
+        keys = self.output_keys or list(out)
+        outputs = [prefix.dequantize(k, out[k]) for k in keys]
+        return outputs, _now() - t
+
+    def _prefix_for(self, chosen):
+        """The cut to run now and its prefix; a swap to a cut still loading waits a frame or two."""
+        cut = chosen
+        if (self.options["defer_swap"] and self._current is not None and chosen != self._current
+                and not self._ready(chosen) and self._ready(self._current)):
+            self.cache.prefetch([chosen])
+            self.stats["deferred"] += 1
+            cut = self._current
+        if cut != self._current:
+            self.stats["swaps"] += self._current is not None
+            self._current = cut
+        if cut == self.edge_cut:
+            return cut, None
+        prefix = self.cache.get(cut) if self.manifest.cuts[cut].prefix is not None else None
+        return cut, prefix
+
+    def _ready(self, cut):
+        return self.manifest.cuts[cut].prefix is None or self.cache.is_ready(cut)
+
+    def _partitioned(self, n, x, chosen, t0):
+        cut, prefix = self._prefix_for(chosen)
+        if cut == self.edge_cut:  # a deferred swap away from edge-only
+            return self._edge_frame(n, x, chosen, t0, fallback=False)
+        edge_s = 0.0
+        if prefix is None:  # cloud-only: the raw input goes
+            tensors = [x]
+        else:
+            t = _now()
+            out = prefix.run({self.input_key: x})
+            edge_s = _now() - t
+            tensors = [out[k] for k in self.boundary_keys[cut]]
+        nbytes = sum(t.nbytes for t in tensors)
+        deadline = self._deadline(cut)
+        t1 = _now()
+        try:
+            reply = self.client.infer(self.manifest.name, cut, tensors, deadline)
+            outputs = list(reply.outputs)
+            self._check_reply(cut, outputs)
+        except (PartnnerError, OSError, RuntimeError) as exc:
+            # zmq.ZMQError is a RuntimeError; any failure of the cloud leg is finished on the edge.
+            return self._fallback(n, x, cut, chosen, t0, edge_s, _now() - t1, nbytes, exc)
+        rtt = _now() - t1
+        cloud_s = float(reply.queue_s) + float(reply.compute_s)
+        transfer_s = max(0.0, rtt - cloud_s)
+        self.selector.observe(Observation(
+            cut=cut, edge_s=edge_s, transfer_s=transfer_s, cloud_s=cloud_s, bytes_sent=nbytes,
+            queue_s=reply.queue_s, compute_s=reply.compute_s, queue_depth=reply.queue_depth,
+            busy_workers=reply.busy_workers, workers=reply.workers))
+        return FrameResult(n, outputs, cut, edge_s, transfer_s, cloud_s, _now() - t0, nbytes, False,
+                           queue_s=reply.queue_s, compute_s=reply.compute_s,
+                           chosen=chosen if chosen != cut else None)
+
+    def _check_reply(self, cut, outputs):
+        expected = len(self.output_keys) if self.output_keys else None
+        if expected is not None and len(outputs) != expected:
+            raise CloudError("bad_reply", f"cut {cut}: expected {expected} outputs, received {len(outputs)}")
+
+    def _fallback(self, n, x, cut, chosen, t0, edge_s, waited, nbytes, exc):
+        if not isinstance(exc, CloudError) or exc.code == "bad_reply":
+            self.link.down(exc)  # timeout or broken link: probe before using the cloud again
+        log.info("frame %d: cut %d failed in the cloud (%s); finished on the edge", n, cut, exc)
+        self.selector.observe(Observation(cut=cut, edge_s=edge_s, transfer_s=waited,
+                                          bytes_sent=nbytes, timed_out=True))
+        outputs, full_s = self._run_edge(x)
+        return FrameResult(n, outputs, cut, edge_s + full_s, waited, 0.0, _now() - t0, nbytes, True,
+                           chosen=chosen if chosen != cut else None, error=str(exc))
+
+    def _deadline(self, cut):
+        o = self.options
+        hint = getattr(self.selector, "deadline_s", None)
+        d = hint(cut) if hint is not None else None
+        d = o["deadline_s"] if d is None else d
+        return min(max(float(d), o["min_deadline_s"]), o["max_deadline_s"])
+
+    def _prefetch(self, cut):
+        """Queue loads of the cuts the next frames may ask for: neighbours and the selector's hints."""
+        r = self.options["prefetch_radius"]
+        likely = getattr(self.selector, "likely_cuts", None)
+        hinted = list(likely()) if likely is not None else []
+        near = sorted(range(max(0, cut - r), min(len(self.manifest.cuts), cut + r + 1)), key=lambda c: abs(c - cut))
+        self.cache.prefetch([c for c in hinted + near if self.manifest.cuts[c].prefix is not None])
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def close(self):
+        if self.link is not None:
+            self.link.close()
+        if self._owns_client and self.client is not None:
+            self.client.close()
+        self.cache.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _board_defaults(board, threads, delegate):
+    """(threads, delegate): arguments first, then the board's record, then the host's defaults."""
+    if board is not None:
+        if isinstance(board, str):
+            from partnner_tf.boards import get_board
+
+            board = get_board(board)
+        threads = threads or getattr(board, "threads", None)
+        if delegate is None and getattr(board, "accelerator", None):
+            delegate = getattr(board, "delegate", None)
+    return threads, delegate
