@@ -1,0 +1,209 @@
+"""The edge's client of the cloud daemon: infer with a deadline, ping, describe, stats."""
+
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from partnner_tf import protocol
+from partnner_tf.constants import DEFAULT_ENDPOINT, MAX_MESSAGE_BYTES
+from partnner_tf.errors import CloudError, CloudTimeout, ProtocolError
+
+log = logging.getLogger(__name__)
+
+#: How often libzmq retries a lost connection, and the most it backs off to (ms).
+RECONNECT_IVL_MS = 100
+RECONNECT_IVL_MAX_MS = 1000
+#: ZMTP heartbeats find a dead peer on a half-open TCP connection (ms).
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
+
+
+@dataclass
+class InferReply:
+    """The cloud's answer to one infer request.
+
+    Attributes:
+        outputs: the model's outputs, in the model's output order.
+        queue_s: time the request waited in the daemon before a worker took it.
+        compute_s: time the suffix ran.
+        queue_depth, busy_workers, workers: the daemon's load when it replied.
+        request_id: the id this reply matched.
+    """
+
+    outputs: list
+    queue_s: float
+    compute_s: float
+    queue_depth: int
+    busy_workers: int
+    workers: int
+    request_id: int
+    info: dict = field(default_factory=dict, repr=False)
+
+
+def _load_key(value, secret=False):
+    """A CURVE key given as z85 bytes/str or as a path to a zmq.auth certificate file."""
+    if value is None:
+        return None
+    if isinstance(value, bytes) and len(value) == 40:
+        return value
+    if isinstance(value, str) and len(value) == 40 and not os.path.exists(value):
+        return value.encode("ascii")
+    import zmq.auth
+
+    public, sec = zmq.auth.load_certificate(str(Path(value)))
+    if secret and sec is None:
+        raise CloudError("bad_key", f"{value} holds no secret key; pass the .key_secret file")
+    return (public, sec) if secret else public
+
+
+class CloudClient:
+    """A DEALER socket to one cloud daemon. Not thread-safe: one client per thread.
+
+    Args:
+        endpoint: the daemon's endpoint, e.g. ``tcp://127.0.0.1:5555``.
+        server_public_key: the daemon's CURVE public key (z85 or certificate path); enables CURVE.
+        client_keypair: ``(public, secret)`` z85 keys, or the path of a ``.key_secret`` file.
+        context: a zmq.Context to share; a private one is used otherwise.
+    """
+
+    def __init__(self, endpoint=DEFAULT_ENDPOINT, *, server_public_key=None, client_keypair=None, context=None):
+        self.endpoint = endpoint
+        self._own_context = context is None
+        self._ctx = context or zmq.Context()
+        self._server_key = _load_key(server_public_key)
+        if isinstance(client_keypair, (str, Path)):
+            client_keypair = _load_key(client_keypair, secret=True)
+        self._keypair = client_keypair
+        if self._server_key is not None and self._keypair is None:
+            # A throwaway key pair: the server's allow-list then rejects us, which is the point.
+            self._keypair = zmq.curve_keypair()
+        self._ids = itertools.count(int.from_bytes(os.urandom(4), "little"))
+        self._sock = None
+        self._poller = None
+        self._connect()
+
+    def _connect(self):
+        s = self._ctx.socket(zmq.DEALER)
+        s.linger = 0
+        # Send only on a completed connection: a request is never queued for a dead daemon and
+        # replayed, stale, when it comes back.
+        s.setsockopt(zmq.IMMEDIATE, 1)
+        s.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        s.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+        s.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+        s.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        if self._server_key is not None:
+            s.curve_serverkey = self._server_key
+            s.curve_publickey, s.curve_secretkey = self._keypair
+        s.connect(self.endpoint)
+        self._sock = s
+        self._poller = zmq.Poller()
+        self._poller.register(s, zmq.POLLIN)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _call(self, frames_for, timeout_s):
+        """Send a request built by ``frames_for(id)`` and wait for the reply with that id."""
+        if self._sock is None:
+            raise CloudError("closed", "this CloudClient is closed")
+        deadline = time.monotonic() + timeout_s
+        rid = next(self._ids) & protocol.MAX_REQUEST_ID
+        frames = frames_for(rid)
+        while True:
+            try:
+                self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                break
+            except zmq.Again:
+                # No connection yet (IMMEDIATE): wait for one, up to the deadline.
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CloudTimeout(f"no connection to {self.endpoint} within {timeout_s:.3g} s") from None
+                if not self._sock.poll(min(left, 0.05) * 1000, zmq.POLLOUT):
+                    continue
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._poller.poll(max(left, 0) * 1000):
+                raise CloudTimeout(f"{self.endpoint} did not answer request {rid} within {timeout_s:.3g} s")
+            reply = self._sock.recv_multipart(copy=False)
+            try:
+                msg = protocol.decode_reply(reply)
+            except ProtocolError as exc:
+                log.warning("discarding an undecodable reply from %s: %s", self.endpoint, exc)
+                continue
+            if msg.id != rid:
+                # A late reply to a request we gave up on: never take it for this one.
+                log.debug("discarding reply %s while waiting for %s", msg.id, rid)
+                continue
+            if msg.type == "error":
+                raise CloudError(msg.code, msg.reason)
+            return msg
+
+    def infer(self, model, cut, tensors, timeout_s):
+        """Run ``model``'s suffix from ``cut`` on the boundary ``tensors``.
+
+        Args:
+            model: the manifest's model name.
+            cut: the manifest cut id.
+            tensors: boundary arrays in boundary order, or a dict boundary name -> array.
+            timeout_s: the deadline, seconds from now.
+
+        Raises:
+            CloudTimeout: no reply before the deadline.
+            CloudError: the daemon answered with an error (``code``, ``reason``).
+        """
+        msg = self._call(
+            lambda rid: protocol.encode_request("infer", rid, model=model, cut=cut, tensors=tensors), timeout_s
+        )
+        info = msg.info
+        return InferReply(
+            outputs=msg.tensors,
+            queue_s=float(info.get("queue_s", 0.0)),
+            compute_s=float(info.get("compute_s", 0.0)),
+            queue_depth=int(info.get("queue_depth", 0)),
+            busy_workers=int(info.get("busy_workers", 0)),
+            workers=int(info.get("workers", 0)),
+            request_id=msg.id,
+            info=info,
+        )
+
+    def ping(self, timeout_s=1.0):
+        """Round trip of an empty request, seconds."""
+        t0 = time.perf_counter()
+        self._call(lambda rid: protocol.encode_request("ping", rid), timeout_s)
+        return time.perf_counter() - t0
+
+    def describe(self, timeout_s=5.0):
+        """The models the daemon serves: their cuts, boundaries and outputs."""
+        return self._call(lambda rid: protocol.encode_request("describe", rid), timeout_s).info
+
+    def stats(self, timeout_s=5.0):
+        """The daemon's request counts, latencies, errors and load."""
+        return self._call(lambda rid: protocol.encode_request("stats", rid), timeout_s).info
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+        if self._own_context:
+            self._ctx.term()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._sock is not None:
+                self._sock.close(linger=0)
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
