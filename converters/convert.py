@@ -1,0 +1,233 @@
+"""convert(): a Keras model becomes verified per-cut TFLite prefixes, model.keras and a manifest."""
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from partnner_tf import __version__
+from partnner_tf.constants import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
+from partnner_tf.converters import cache as cache_mod
+from partnner_tf.converters import worker
+from partnner_tf.converters.tflite import QUANTIZATIONS
+from partnner_tf.errors import ConversionError
+from partnner_tf.manifest import load_manifest, sha256_file, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+PREFIX_DIR = "prefixes"
+
+
+def convert(model, out_dir, *, input_shape=None, cuts="pareto", quantize="none", calibration=None,
+            jobs=1, select_tf_ops=False, cache_dir=None, progress=False):
+    """Convert ``model`` into ``out_dir``: manifest.json, model.keras, prefixes/cut_<id>.tflite.
+
+    Every cut is verified (LiteRT prefix + TensorFlow suffix against the full model) before
+    ``out_dir`` is written; ``out_dir`` appears whole or not at all.
+
+    Args:
+        model: a keras.Model, a .keras/.h5 path or "keras.applications.NAME" (weights=None).
+        input_shape: (H, W, C) or "H,W,C" for an Applications name or an unbuilt Sequential.
+        cuts: "pareto", "all", or layer names (list or comma-separated).
+        quantize: "none" (float32), "fp16" or "int8".
+        calibration: folder of images/.npy for int8 (random data, with a warning, if None).
+        jobs: worker processes converting prefixes in parallel.
+        select_tf_ops: let TFLite embed TensorFlow ops it has no builtin for.
+        cache_dir: content cache (default $PARTNNER_CACHE or ~/.cache/partnner-tf); False: none.
+        progress: draw a progress bar on stderr.
+
+    Returns:
+        The written manifest, loaded from ``out_dir``.
+
+    Raises:
+        ConversionError: bad arguments or model, unconvertible ops, or a cut failing verification.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ConversionError(f"quantize: expected one of {', '.join(QUANTIZATIONS)}; received {quantize!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConversionError(f"jobs: expected an integer >= 1, received {jobs!r}")
+    out = Path(out_dir)
+    _check_out(out)
+    from partnner_tf.converters import cuts as cuts_mod
+    from partnner_tf.converters import loading, tflite
+
+    keras_model, name = loading.load(model, input_shape)
+    points = cuts_mod.cut_points(cuts_mod.Graph(keras_model))
+    chosen = cuts_mod.select_cuts(points, cuts)
+    in_shape = tuple(int(d) for d in keras_model.inputs[0].shape[1:])
+    frames = None
+    if quantize == "int8" and calibration is not None:
+        frames = tflite.load_calibration(calibration, in_shape)
+    store = cache_mod.Cache(cache_dir)
+    model_key = cache_mod.model_hash(keras_model)
+    settings = {"quantize": quantize, "select_tf_ops": bool(select_tf_ops),
+                "calibration": cache_mod.frames_hash(frames)}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        (staging / PREFIX_DIR).mkdir()
+        _save_model(keras_model, staging / MODEL_FILE)
+        tasks = [worker.Task(cut_id, p.layer, p.position, p.position == points[-1].position,
+                             str(staging / PREFIX_DIR / f"cut_{cut_id}.tflite") if cut_id else None,
+                             store.key(model_key, p.layer if p.layer else ("edge" if cut_id else "cloud"),
+                                       settings))
+                 for cut_id, p in enumerate(chosen)]
+        results = _run_tasks(tasks, store, staging / MODEL_FILE, quantize, frames, select_tf_ops,
+                             jobs, progress)
+        manifest = _manifest(keras_model, name, chosen, tasks, results, quantize, cuts, len(points) - 2,
+                             model_key, staging)
+        write_json_atomic(staging / MANIFEST_NAME, manifest)
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return load_manifest(out)
+
+
+def _check_out(out):
+    """Refuse to replace anything but an earlier conversion or an empty folder."""
+    if out.exists() and not out.is_dir():
+        raise ConversionError(f"output {out} exists and is a file; expected a folder (new or an earlier conversion)")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).exists():
+        raise ConversionError(
+            f"output {out} is a non-empty folder that is not a conversion (no {MANIFEST_NAME}); "
+            "refusing to replace it"
+        )
+
+
+def _save_model(keras_model, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras_model.save(path)
+
+
+def _publish(staging, out):
+    """Swap the finished staging folder into place: readers see the old OUT or the new one."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        os.rmdir(old)
+        os.rename(out, old)
+    os.rename(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _run_tasks(tasks, store, model_path, quantize, frames, select_tf_ops, jobs, progress):
+    """Results per task id: cached ones copied, the others built (in ``jobs`` processes)."""
+    results, todo = {}, []
+    for t in tasks:
+        hit = store.get(t.key, t.prefix_path)
+        if hit is not None:
+            results[t.cut_id] = hit
+        else:
+            todo.append(t)
+    log.info("%d cut(s) cached, %d to build", len(results), len(todo))
+    if not todo:
+        return results
+    # Big prefixes first: they take longest, so the pool ends evenly.
+    todo.sort(key=lambda t: -t.position if t.prefix_path else 0)
+    options = worker.Options(str(model_path), quantize, frames, bool(select_tf_ops))
+    bar = _bar(len(todo), progress)
+    try:
+        for task, result in worker.run_all(todo, options, jobs):
+            store.put(task.key, task.prefix_path, result)
+            results[task.cut_id] = result
+            bar.update(1)
+    finally:
+        bar.close()
+    return results
+
+
+class _Bar:
+    """A plain stderr progress line (click's bar needs a terminal to redraw)."""
+
+    def __init__(self, total, enabled):
+        self.total, self.done, self.enabled = total, 0, enabled
+
+    def update(self, n):
+        self.done += n
+        if self.enabled:
+            width = 30
+            filled = width * self.done // max(self.total, 1)
+            sys.stderr.write(f"\rconverting cuts [{'#' * filled}{'-' * (width - filled)}] {self.done}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _bar(total, enabled):
+    return _Bar(total, enabled)
+
+
+def _manifest(keras_model, name, chosen, tasks, results, quantize, cuts, candidates, model_key, staging):
+    import keras
+    import tensorflow as tf
+
+    edge = results[tasks[-1].cut_id]
+    inp = keras_model.inputs[0]
+    in_key = edge["inputs"] and next(iter(edge["inputs"]))
+    out_specs = [
+        {"name": t.name.split(":")[0], "shape": list(shape), "dtype": dtype, "signature_key": key}
+        for t, (key, (shape, dtype)) in zip(keras_model.outputs, edge["outputs_ordered"])
+    ]
+    cut_dicts = []
+    for task, point in zip(tasks, chosen):
+        r = results[task.cut_id]
+        cut_dicts.append(_cut_dict(task, point, r, inp, in_key, staging))
+    total = sum(c.get("prefix_bytes", 0) for c in cut_dicts)
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "model": {
+            "name": name,
+            "file": MODEL_FILE,
+            "sha256": sha256_file(staging / MODEL_FILE),
+            "bytes": (staging / MODEL_FILE).stat().st_size,
+            "content_hash": model_key,
+            "input": {"name": inp.name, "shape": [1, *[int(d) for d in inp.shape[1:]]],
+                      "dtype": str(inp.dtype), "signature_key": in_key},
+            "outputs": out_specs,
+            "macs": chosen[-1].prefix_macs,
+            "layers": len(keras_model.layers),
+        },
+        "quantization": quantize,
+        "cut_selection": cuts if isinstance(cuts, str) else list(cuts),
+        "candidate_cuts": candidates,
+        "edge_total_bytes": total,
+        "converter": {"partnner_tf": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+        "cuts": cut_dicts,
+    }
+
+
+def _cut_dict(task, point, r, inp, in_key, staging):
+    cut = {
+        "id": task.cut_id,
+        "layers": [point.layer] if point.layer else [],
+        "prefix": f"{PREFIX_DIR}/cut_{task.cut_id}.tflite" if task.prefix_path else None,
+        "boundary_bytes": point.nbytes,
+        "prefix_macs": point.prefix_macs,
+        "suffix_macs": point.suffix_macs,
+    }
+    if task.cut_id == 0:
+        cut["boundary"] = [{"name": inp.name, "shape": list(point.shape), "dtype": point.dtype,
+                            "signature_key": in_key}]
+    elif point.layer:
+        (key, (shape, dtype)), = r["outputs_ordered"]
+        cut["boundary"] = [{"name": point.layer, "shape": list(shape), "dtype": dtype, "signature_key": key}]
+    else:
+        cut["boundary"] = []
+    if task.prefix_path:
+        cut["prefix_bytes"] = Path(task.prefix_path).stat().st_size
+        cut["prefix_sha256"] = sha256_file(task.prefix_path)
+    cut["verify"] = r["verify"]
+    cut["prefix_macs_by_kind"] = point.prefix_by_kind
+    cut["suffix_macs_by_kind"] = point.suffix_by_kind
+    return cut
