@@ -302,10 +302,11 @@ def main(argv=None):
     p.add_argument("--delay-ms", type=float, default=0.0, help="one-way propagation delay")
     p.add_argument("--offset-s", type=float, default=0.0, help="start this far into the trace")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--listen", default="127.0.0.1", help="address to accept the edge on")
     p.add_argument("--stats", help="append a JSON line of link state every 0.25 s here")
     a = p.parse_args(argv)
     host, _, port = a.upstream.rpartition(":")
-    relay = Relay((host, int(port)), a.up, a.down, a.delay_ms / 1000.0, a.offset_s)
+    relay = Relay((host, int(port)), a.up, a.down, a.delay_ms / 1000.0, a.offset_s, host=a.listen)
 
     def ready(r):
         print(json.dumps({"port": r.port}), flush=True)
@@ -325,7 +326,8 @@ def main(argv=None):
 class LinkProcess:
     """A relay in its own process group; ``.endpoint`` is what the edge connects to."""
 
-    def __init__(self, upstream_endpoint, up, down=None, *, delay_s=0.0, offset_s=0.0, stats=None):
+    def __init__(self, upstream_endpoint, up, down=None, *, delay_s=0.0, offset_s=0.0, stats=None,
+                 listen="127.0.0.1"):
         if not upstream_endpoint.startswith("tcp://"):
             raise EmulationError(f"the relay needs a tcp:// upstream endpoint, received {upstream_endpoint!r}")
         hostport = upstream_endpoint[len("tcp://"):]
@@ -336,7 +338,8 @@ class LinkProcess:
             parse_schedule(s)  # fail here, with a clear message, not in the child
         self.up, self.down, self.delay_s, self.stats_path = up, down, delay_s, stats
         cmd = procs.python_cmd("partnner_tf.testbed.link", "--upstream", hostport, "--up", up,
-                               "--down", down, "--delay-ms", delay_s * 1000.0, "--offset-s", offset_s)
+                               "--down", down, "--delay-ms", delay_s * 1000.0, "--offset-s", offset_s,
+                               "--listen", listen)
         if stats:
             cmd += ["--stats", str(stats)]
         import subprocess
@@ -344,7 +347,7 @@ class LinkProcess:
         self.proc = procs.spawn(cmd, stdout=subprocess.PIPE)
         info = procs.read_ready_line(self.proc, "link relay")
         self.port = info["port"]
-        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.endpoint = f"tcp://{listen}:{self.port}"
         self.pid = self.proc.pid
 
     def stop(self):
