@@ -3,11 +3,15 @@
 from partnner_tf.errors import PartnnerError
 from partnner_tf.manifest import Manifest, manifest_from_dict
 from partnner_tf.selector.baselines import CloudOnly, EdgeOnly, FixedCut
+from partnner_tf.selector.neurosurgeon import Neurosurgeon
+from partnner_tf.selector.partnner import Partnner
 
 #: policy name -> factory(manifest, **options); "fixed:<id>" is parsed apart.
 POLICIES = {
     "edge": EdgeOnly,
     "cloud": CloudOnly,
+    "partnner": Partnner,
+    "neurosurgeon": Neurosurgeon,
 }
 
 

@@ -1,0 +1,152 @@
+"""Online estimators the adaptive policies share: a link model and a level-times-shape cost curve."""
+
+import math
+
+import numpy as np
+
+#: A residual outside [1/BAND, BAND] is an outlier; OUTLIERS of them in a row mean a change.
+BAND = 1.35
+OUTLIERS = 2
+
+
+class LinkEstimator:
+    """transfer_s ~= rtt + bytes * s_per_byte, learned from (bytes, transfer_s) pairs.
+
+    The fixed part (``rtt``) moves slowly and is fitted over many frames by weighted least squares
+    (relative errors, exponential forgetting); the per-byte part moves fast (cellular links swing
+    within seconds): a log-space EWMA weighted by how much of the transfer the bytes explain, that
+    jumps when residuals leave the band on consecutive frames. A timeout is a strong signal: the
+    link carried at most the bytes in the time waited.
+    """
+
+    def __init__(self, bps=5e6, rtt_s=0.03, alpha=0.5, keep=0.93, window=40):
+        self.s_per_byte = 8.0 / bps
+        self.rtt = rtt_s
+        self.alpha = alpha
+        self.keep = keep
+        self.window = window
+        self.history = []  # (bytes, transfer_s) of recent completed transfers
+        self.outliers = 0
+        self.observed = 0
+        self.since = 0  # frames since the link was last observed
+
+    def predict(self, nbytes):
+        return self.rtt + np.asarray(nbytes, dtype=np.float64) * self.s_per_byte
+
+    def tick(self):
+        self.since += 1
+
+    def observe(self, nbytes, transfer_s):
+        nbytes = max(float(nbytes), 1.0)
+        transfer_s = max(float(transfer_s), 1e-5)
+        ratio = transfer_s / float(self.predict(nbytes))
+        self.outliers = self.outliers + 1 if not 1 / BAND <= ratio <= BAND else 0
+        self.history = (self.history + [(nbytes, transfer_s)])[-self.window:]
+        self._fit_rtt(transfer_s)
+        wire = max(transfer_s - self.rtt, 0.05 * transfer_s)
+        share = wire / transfer_s  # how much the bytes explain: little for a tiny payload
+        a = 0.9 if self.outliers >= OUTLIERS or self.observed == 0 else self.alpha
+        a *= max(share, 0.1) if self.observed else 1.0
+        self.s_per_byte = math.exp((1 - a) * math.log(self.s_per_byte) + a * math.log(wire / nbytes))
+        self.observed += 1
+        self.since = 0
+
+    def timeout(self, nbytes, waited_s):
+        """The transfer took longer than ``waited_s``: the link is at least twice that slow."""
+        nbytes = max(float(nbytes or 1), 1.0)
+        self.s_per_byte = max(self.s_per_byte, 2.0 * max(waited_s - self.rtt, waited_s / 2) / nbytes)
+        self.history.clear()
+        self.outliers = 0
+        self.since = 0
+
+    def _fit_rtt(self, latest):
+        h = np.array(self.history)
+        if len(h) >= 3 and h[:, 0].max() > 1.5 * h[:, 0].min():
+            w = self.keep ** np.arange(len(h) - 1, -1, -1) / h[:, 1] ** 2
+            X = np.stack([np.ones(len(h)), h[:, 0]], axis=1)
+            A = X.T @ (X * w[:, None])
+            b = X.T @ (w * h[:, 1])
+            try:
+                rtt, spb = np.linalg.solve(A, b)
+            except np.linalg.LinAlgError:
+                return
+            if rtt >= 0 and spb > 0:
+                self.rtt = 0.7 * self.rtt + 0.3 * float(rtt)
+        # The fixed part can never exceed the fastest transfer seen lately.
+        self.rtt = min(self.rtt, float(min(t for _, t in self.history)))
+
+
+class CostCurve:
+    """Per-cut costs as level x shape: a shared level (board throttling, cloud load) times per-cut
+    anchors, interpolated in MAC space between observed cuts.
+
+    ``x`` is each cut's MAC count (prefix MACs for the edge, suffix MACs for the cloud); costs are
+    monotone in it, which bounds every unobserved cut between its observed neighbours.
+    """
+
+    def __init__(self, x, zero_at=None, alpha=0.3, refine=0.25):
+        self.x = np.asarray(x, dtype=np.float64)
+        self.n = len(self.x)
+        self.anchor = np.full(self.n, np.nan)  # cost / level when observed
+        self.level = 1.0
+        self.alpha = alpha
+        self.refine = refine
+        self.outliers = 0
+        self.zero_at = zero_at  # a cut whose cost is 0 by construction (no prefix / no suffix)
+        order = np.argsort(self.x, kind="stable")
+        # Strictly increasing interpolation abscissa even where cuts share a MAC count.
+        self._xs = np.empty(self.n)
+        self._xs[order] = self.x[order] + np.arange(self.n) * 1e-6 * max(self.x.max(), 1.0)
+
+    @property
+    def observed(self):
+        return np.flatnonzero(~np.isnan(self.anchor))
+
+    def observe(self, cut, cost):
+        cost = max(float(cost), 1e-6)
+        a = self.anchor[cut]
+        if np.isnan(a):
+            self.anchor[cut] = cost / self.level
+            return 1.0
+        ratio = cost / (a * self.level)
+        self.outliers = self.outliers + 1 if not 1 / BAND <= ratio <= BAND else 0
+        # One outlier is noise; several in a row is the whole board or cloud changing speed.
+        step = 1.0 if self.outliers >= OUTLIERS else self.alpha
+        self.level *= ratio ** step
+        self.anchor[cut] *= (cost / (self.anchor[cut] * self.level)) ** self.refine
+        if self.outliers >= OUTLIERS:
+            self.outliers = 0
+        return ratio
+
+    def predict(self, prior_per_x):
+        """(estimate, lower bound) for every cut; ``prior_per_x`` prices MACs beyond all anchors."""
+        obs = self.observed
+        xs, vals = list(self._xs[obs]), list(self.anchor[obs])
+        if self.zero_at is not None and np.isnan(self.anchor[self.zero_at]):
+            xs.append(self._xs[self.zero_at])
+            vals.append(0.0)
+        if not xs:
+            est = self.x * prior_per_x
+            return est, np.zeros(self.n)
+        order = np.argsort(xs)
+        xs, vals = np.array(xs)[order], np.maximum.accumulate(np.array(vals)[order])
+        est = np.interp(self._xs, xs, vals)
+        # Beyond the largest anchor: that anchor's cost per MAC (or the prior when it has none).
+        top_x, top_v = xs[-1], vals[-1]
+        rate = top_v / top_x if top_x > 0 and top_v > 0 else prior_per_x
+        beyond = self._xs > top_x
+        est[beyond] = top_v + (self._xs[beyond] - top_x) * rate
+        below = self._xs < xs[0]
+        est[below] = vals[0] * self._xs[below] / xs[0] if xs[0] > 0 else vals[0]
+        # Monotone bound: a cut costs at least what its nearest observed smaller neighbour costs.
+        idx = np.searchsorted(xs, self._xs, side="right") - 1
+        lower = np.where(idx >= 0, vals[np.clip(idx, 0, None)], 0.0)
+        return est * self.level, np.minimum(lower, est) * self.level
+
+    def rate(self):
+        """Observed cost per MAC at the level now (None before any non-trivial anchor)."""
+        obs = [c for c in self.observed if self.x[c] > 0 and self.anchor[c] > 0]
+        if not obs:
+            return None
+        c = max(obs, key=lambda i: self.x[i])
+        return self.anchor[c] * self.level / self.x[c]

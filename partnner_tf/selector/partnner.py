@@ -1,0 +1,162 @@
+"""The PArtNNer policy: online cut selection from the manifest's MACs and bytes and what frames show.
+
+Latency of cut c = edge(c) + link(bytes_c) + cloud(c). Edge and cloud are level x shape curves
+over prefix / suffix MACs (estimators.CostCurve), the link is rtt + bytes x s/byte
+(estimators.LinkEstimator). It runs the cut with the lowest estimate, and explores a cut only
+when an optimistic estimate could beat the best and a regret budget (a small share of the
+latency so far) pays for it. docs/selector.md explains the design.
+"""
+
+import numpy as np
+
+from partnner_tf.errors import PartnnerError
+from partnner_tf.selector.base import Observation, Selector
+from partnner_tf.selector.estimators import CostCurve, LinkEstimator
+
+
+class Partnner(Selector):
+    """Adaptive, profiling-free cut selection.
+
+    Args:
+        manifest: the model's manifest.
+        budget: share of the expected latency that exploration and link probes may cost.
+        start_budget: exploration allowance after the first frame, in edge-only frames.
+        hysteresis: a new cut must be estimated this much better to replace the current one.
+        bps, rtt_s: the link prior before anything is measured.
+        cloud_speedup: the prior of how much faster the cloud runs a MAC than the edge.
+    """
+
+    name = "partnner"
+
+    def __init__(self, manifest, budget=0.02, start_budget=8.0, hysteresis=0.03, bps=5e6, rtt_s=0.03,
+                 cloud_speedup=4.0, optimism=0.5, deadline_slack=2.0):
+        super().__init__(manifest)
+        cuts = manifest.cuts
+        if len(cuts) < 2 and (manifest.edge_only is None):
+            raise PartnnerError(f"model {manifest.name!r}: partnner needs an edge-only cut")
+        self.E = manifest.edge_only if manifest.edge_only is not None else len(cuts) - 1
+        self.bytes = np.array([c.boundary_bytes for c in cuts], dtype=np.float64)
+        self.is_edge = np.array([c.is_edge_only for c in cuts])
+        self.pmacs = np.array([c.prefix_macs for c in cuts], dtype=np.float64)
+        self.smacs = np.array([c.suffix_macs for c in cuts], dtype=np.float64)
+        zero_edge = manifest.cloud_only
+        self.edge = CostCurve(self.pmacs, zero_at=zero_edge)
+        self.cloud = CostCurve(self.smacs, zero_at=self.E)
+        self.link = LinkEstimator(bps=bps, rtt_s=rtt_s)
+        self.budget = budget
+        self.start_budget = start_budget
+        self.hysteresis = hysteresis
+        self.cloud_speedup = cloud_speedup
+        self.optimism = optimism
+        self.deadline_slack = deadline_slack
+        self.tokens = 0.0
+        self.frames = 0
+        self.current = self.E
+        self.exploring = None
+        self._est = None
+
+    # -- estimates ------------------------------------------------------------------------------
+
+    def estimates(self):
+        """(estimate, optimistic estimate) of every cut's latency, seconds."""
+        if self._est is not None:
+            return self._est
+        e_rate = self.edge.rate() or 1e-9
+        e_est, e_lo = self.edge.predict(e_rate)
+        c_rate = self.cloud.rate() or e_rate / self.cloud_speedup
+        k_est, k_lo = self.cloud.predict(c_rate)
+        if self.cloud.rate() is None:
+            k_lo = np.zeros_like(k_lo)  # nothing seen of the cloud: it might be very fast
+        net = self.link.predict(self.bytes)
+        # A link not seen for a while may have recovered: grow optimism about it with time.
+        stale = min(4.0, 1.0 + self.link.since / 8.0) if self.link.observed or self.link.since else 1.0
+        net_lo = self.link.rtt + self.bytes * self.link.s_per_byte / stale
+        if self.link.observed == 0:
+            net_lo = self.link.rtt + self.bytes * self.link.s_per_byte / 4.0
+        net = np.where(self.is_edge, 0.0, net)
+        net_lo = np.where(self.is_edge, 0.0, net_lo)
+        est = e_est + net + np.where(self.is_edge, 0.0, k_est)
+        lo = e_lo + net_lo + np.where(self.is_edge, 0.0, k_lo)
+        # Observed cuts are known up to noise; unobserved ones lean towards their bounds.
+        seen = ~np.isnan(self.edge.anchor) & (~np.isnan(self.cloud.anchor) | self.is_edge)
+        opt = np.where(seen, e_est + net_lo + np.where(self.is_edge, 0.0, k_est),
+                       est - self.optimism * (est - lo))
+        self._est = (est, np.minimum(opt, est))
+        return self._est
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    def choose(self):
+        if np.isnan(self.edge.anchor[self.E]):
+            self.exploring = None
+            return self.E  # the first frame: safe, and it prices the whole model on this edge
+        est, opt = self.estimates()
+        best = int(np.argmin(est))
+        if best != self.current and est[self.current] <= est[best] * (1 + self.hysteresis):
+            best = self.current
+        self.current = best
+        self.exploring = None
+        cand = np.flatnonzero(opt < est[best] * (1 - self.hysteresis))
+        if cand.size:
+            c = int(cand[np.argmin(opt[cand])])
+            worst = min(est[c], self._loss_if_late(c, est))
+            cost = max(0.0, worst - est[best])
+            if cost <= self.tokens:
+                self.tokens -= cost
+                self.exploring = c
+                return c
+        return best
+
+    def observe(self, obs: Observation):
+        self._est = None
+        self.frames += 1
+        if self.frames == 1 and obs.cut == self.E:
+            self.tokens = self.start_budget * max(obs.edge_s, 1e-4)
+        c = obs.cut
+        if not 0 <= c < len(self.bytes):
+            raise PartnnerError(f"observation for cut {c}: model {self.manifest.name!r} has cuts 0..{len(self.bytes) - 1}")
+        if obs.edge_s > 0 and (self.pmacs[c] > 0 or c == self.E):
+            self.edge.observe(c, obs.edge_s)
+        if self.is_edge[c]:
+            self.link.tick()
+        elif obs.timed_out:
+            self.link.timeout(obs.bytes_sent if obs.bytes_sent is not None else self.bytes[c], obs.transfer_s)
+        else:
+            nbytes = obs.bytes_sent if obs.bytes_sent is not None else self.bytes[c]
+            self.link.observe(nbytes, obs.transfer_s)
+            if self.smacs[c] > 0:
+                # Queueing and slower compute both scale with load: one level covers both.
+                self.cloud.observe(c, obs.cloud_s)
+        est, _ = self.estimates()
+        # The budget refills with a share of what frames cost; exploring spends it.
+        self.tokens = min(self.tokens + self.budget * float(est.min()), 50.0 * float(est.min()))
+
+    def deadline_s(self, cut):
+        """Wait for the cloud until waiting costs more than a generous share of the estimate."""
+        if np.isnan(self.edge.anchor[self.E]) or self.is_edge[cut]:
+            return None
+        est, _ = self.estimates()
+        e_full = self.edge.anchor[self.E] * self.edge.level
+        e_cut = est[cut] - self._remote(cut)
+        return float(self.deadline_slack * self._remote(cut) + max(e_full - e_cut, 0.0) + 0.01)
+
+    def likely_cuts(self):
+        """Cuts the next frames may ask for (the runtime preloads them)."""
+        est, opt = self.estimates() if not np.isnan(self.edge.anchor[self.E]) else (None, None)
+        if est is None:
+            return [self.E]
+        return [int(c) for c in np.argsort(opt)[:3]]
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _remote(self, cut):
+        e_rate = self.edge.rate() or 1e-9
+        k_est, _ = self.cloud.predict(self.cloud.rate() or e_rate / self.cloud_speedup)
+        return float(self.link.predict(self.bytes[cut]) + k_est[cut])
+
+    def _loss_if_late(self, cut, est):
+        """What a frame at ``cut`` costs at worst: the deadline passes and the edge redoes it all."""
+        d = self.deadline_s(cut)
+        if d is None:
+            return est[cut]
+        return float(est[cut] - self._remote(cut) + d + est[self.E])
