@@ -69,10 +69,8 @@ class Partnner(Selector):
             k_lo = np.zeros_like(k_lo)  # nothing seen of the cloud: it might be very fast
         net = self.link.predict(self.bytes)
         # A link not seen for a while may have recovered: grow optimism about it with time.
-        stale = min(4.0, 1.0 + self.link.since / 8.0) if self.link.observed or self.link.since else 1.0
+        stale = 4.0 if self.link.observed == 0 else min(2.0 ** (self.link.since / 8.0), 1e3)
         net_lo = self.link.rtt + self.bytes * self.link.s_per_byte / stale
-        if self.link.observed == 0:
-            net_lo = self.link.rtt + self.bytes * self.link.s_per_byte / 4.0
         net = np.where(self.is_edge, 0.0, net)
         net_lo = np.where(self.is_edge, 0.0, net_lo)
         est = e_est + net + np.where(self.is_edge, 0.0, k_est)
@@ -132,13 +130,15 @@ class Partnner(Selector):
         self.tokens = min(self.tokens + self.budget * float(est.min()), 50.0 * float(est.min()))
 
     def deadline_s(self, cut):
-        """Wait for the cloud until waiting costs more than a generous share of the estimate."""
+        """Wait for the cloud a few times its estimate, but never so long that the frame loses
+        more than two edge-only frames: a link that slow is no use to any cut."""
         if np.isnan(self.edge.anchor[self.E]) or self.is_edge[cut]:
             return None
         est, _ = self.estimates()
-        e_full = self.edge.anchor[self.E] * self.edge.level
-        e_cut = est[cut] - self._remote(cut)
-        return float(self.deadline_slack * self._remote(cut) + max(e_full - e_cut, 0.0) + 0.01)
+        e_full = float(est[self.E])
+        remote = self._remote(cut)
+        e_cut = float(est[cut]) - remote
+        return float(max(min(self.deadline_slack * remote + 0.01, 2.0 * e_full - e_cut), 0.02))
 
     def likely_cuts(self):
         """Cuts the next frames may ask for (the runtime preloads them)."""
