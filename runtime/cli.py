@@ -35,8 +35,13 @@ def edge():
 @click.option("--board", help="Board name: its threads and accelerator delegate are the defaults.")
 @click.option("--deadline", "deadline_s", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
               help="Cloud deadline (s) when the policy suggests none; past it the frame runs on the edge.")
+@click.option("--server-key", type=click.Path(exists=True, dir_okay=False),
+              help="CURVE: the daemon's public key file (encrypts and authenticates the link).")
+@click.option("--client-key", type=click.Path(exists=True, dir_okay=False),
+              help="CURVE: this device's .key_secret file.")
 @click.option("--quiet", is_flag=True, help="No live line, only the summary.")
-def run(out, cloud, source, frames, policy, profile_path, log_path, threads, board, deadline_s, quiet):
+def run(out, cloud, source, frames, policy, profile_path, log_path, threads, board, deadline_s,
+        server_key, client_key, quiet):
     """Run FRAMES frames of the model converted in OUT and print a summary."""
     from partnner_tf.runtime.edge import EdgeRuntime
     from partnner_tf.runtime.sources import open_source
@@ -44,7 +49,8 @@ def run(out, cloud, source, frames, policy, profile_path, log_path, threads, boa
     cloud = None if cloud.lower() in ("", "none") else cloud
     selector_options = {"profile": profile_path} if profile_path else None
     runtime = EdgeRuntime(out, cloud=cloud, selector=policy, board=board, threads=threads,
-                          deadline_s=deadline_s, selector_options=selector_options)
+                          deadline_s=deadline_s, selector_options=selector_options,
+                          server_public_key=server_key, client_keypair=client_key)
     log_file = open(log_path, "w", encoding="utf-8") if log_path else None
     live = _Live(quiet)
     results = []

@@ -30,6 +30,8 @@ OPTIONS = {
     "probe_timeout_s": 0.5,
     "backoff_s": (0.05, 2.0),
     "selector_options": None,  # dict passed to make_selector
+    "server_public_key": None,  # CURVE: the daemon's public key (z85 or certificate path)
+    "client_keypair": None,  # CURVE: this device's key pair or its .key_secret file
 }
 
 
@@ -85,17 +87,22 @@ class EdgeRuntime:
             raise PartnnerError(f"{m.root}: model {m.name!r} has no edge-only cut; the edge cannot fall back")
         threads, delegate = _board_defaults(board, threads, self.options["delegate"])
         self.threads = threads
+        self._keys(m)
+        self.selector = self._selector(selector, cloud is not None)
+        self._owns_client = False
+        self.client = self.link = None
         self.cache = PrefixCache(
             prefixes, lambda p: load_prefix(p, threads=threads, delegate=delegate).warm(),
             self.options["budget_bytes"])
-        self._keys(m)
-        self._owns_client = False
-        self.client = self._connect(cloud)
-        self.link = Link(self.client, self.options["probe_timeout_s"], self.options["backoff_s"]) \
-            if self.client is not None else None
-        self.selector = self._selector(selector)
-        # The fallback must never wait for a load: the whole model stays in memory.
-        self.cache.pin(self.edge_cut)
+        try:
+            self.client = self._connect(cloud)
+            if self.client is not None:
+                self.link = Link(self.client, self.options["probe_timeout_s"], self.options["backoff_s"])
+            # The fallback must never wait for a load: the whole model stays in memory.
+            self.cache.pin(self.edge_cut)
+        except BaseException:
+            self.close()
+            raise
         self._current = None
         self._count = 0
         self.stats = {"frames": 0, "fallbacks": 0, "swaps": 0, "deferred": 0}
@@ -119,13 +126,14 @@ class EdgeRuntime:
             from partnner_tf.client import CloudClient
 
             self._owns_client = True
-            return CloudClient(cloud)
+            return CloudClient(cloud, server_public_key=self.options["server_public_key"],
+                               client_keypair=self.options["client_keypair"])
         return cloud
 
-    def _selector(self, selector):
+    def _selector(self, selector, has_cloud):
         if not isinstance(selector, str):
             return selector
-        if self.client is None and selector != "edge":
+        if not has_cloud and selector != "edge":
             if selector in ("cloud",) or selector.startswith("fixed:"):
                 raise PartnnerError(f"policy {selector!r} needs a cloud endpoint; none was given")
             log.info("no cloud endpoint: policy %r runs every frame edge-only", selector)
@@ -274,6 +282,7 @@ class EdgeRuntime:
             self.link.close()
         if self._owns_client and self.client is not None:
             self.client.close()
+            self._owns_client = False
         self.cache.close()
 
     def __enter__(self):

@@ -1,0 +1,168 @@
+"""The edge runtime against a real cloud daemon: every cut, every policy, the CLI, bad inputs."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from partnner_tf.errors import InputError, ManifestError, PartnnerError
+from partnner_tf.manifest import load_manifest
+from partnner_tf.runtime.cli import edge as edge_cli
+from partnner_tf.runtime.edge import EdgeRuntime
+from partnner_tf.runtime.sources import open_source
+from partnner_tf.selector import POLICIES
+from tests.runtime.edge_fixtures import (  # noqa: F401 (fixtures)
+    assert_matches, daemon, frames, reference, residual_out)
+
+
+def _n_cuts(out):
+    return len(load_manifest(out).cuts)
+
+
+def test_edge_only_without_cloud_matches_keras(residual_out, frames, reference):
+    with EdgeRuntime(residual_out, cloud=None, selector="partnner") as rt:
+        results = list(rt.stream(frames))
+    assert [r.frame for r in results] == list(range(len(frames)))
+    for i, r in enumerate(results):
+        assert (r.cut, r.fallback, r.bytes_sent, r.transfer_s) == (rt.edge_cut, False, 0, 0.0)
+        assert r.edge_s > 0 and r.total_s >= r.edge_s
+        assert_matches(r, reference, i)
+
+
+def test_every_cut_through_the_daemon_matches_keras(residual_out, daemon, frames, reference):
+    m = load_manifest(residual_out)
+    for cut in m.cuts:
+        with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector=f"fixed:{cut.id}") as rt:
+            for i, r in enumerate(rt.stream(frames[:4])):
+                assert not r.fallback, r.error
+                assert r.cut == cut.id
+                assert_matches(r, reference, i)
+                if cut.is_edge_only:
+                    assert r.bytes_sent == 0 and r.cloud_s == 0.0
+                else:
+                    expected = m.input.nbytes if cut.is_cloud_only else cut.boundary_bytes
+                    assert r.bytes_sent == expected
+                    assert r.cloud_s == pytest.approx(r.queue_s + r.compute_s)
+                    assert r.cloud_s > 0 and r.transfer_s > 0
+                    assert r.total_s >= r.edge_s + r.cloud_s
+
+
+def _policy_options(policy, out):
+    if policy != "neurosurgeon":
+        return None
+    n = _n_cuts(out)
+    # A profile in the documented format; its values only steer the choice, not correctness.
+    return {"profile": {"format": "partnner-profile", "version": 1, "model": load_manifest(out).name,
+                        "edge": {"threads": 1, "cut_s": [0.0] + [1e-4 * k for k in range(1, n)]},
+                        "cloud": {"cut_s": [1e-4 * (n - 1 - k) for k in range(n)]}, "profiling_s": 0.0}}
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES) + ["fixed:2"])
+def test_every_policy_streams_correct_frames(policy, residual_out, daemon, frames, reference):
+    with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector=policy,
+                     selector_options=_policy_options(policy, residual_out)) as rt:
+        results = list(rt.stream(np.concatenate([frames, frames])))
+    assert len(results) == 2 * len(frames)
+    for k, r in enumerate(results):
+        assert not r.fallback, r.error
+        assert_matches(r, reference, k % len(frames))
+
+
+def test_cli_run_with_daemon_writes_a_json_line_per_frame(residual_out, daemon, tmp_path):
+    log = tmp_path / "frames.jsonl"
+    res = CliRunner().invoke(edge_cli, [
+        "run", str(residual_out), "--cloud", daemon.endpoint, "--source", "random:3", "--frames", "25",
+        "--policy", "fixed:1", "--log", str(log), "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "25 frames" in res.output and "fallbacks: 0" in res.output
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [d["frame"] for d in lines] == list(range(25))
+    for d in lines:
+        assert d["cut"] == 1 and d["fallback"] is False and d["bytes_sent"] > 0
+        assert {"edge_s", "transfer_s", "cloud_s", "total_s", "queue_s", "compute_s"} <= set(d)
+
+
+def test_cli_images_edge_only_and_help(residual_out, tmp_path):
+    from PIL import Image
+
+    for i, size in enumerate([(8, 8), (40, 30), (5, 9)]):  # resized to the model's 8x8
+        Image.new("RGB", size, (40 * i, 90, 200)).save(tmp_path / f"img{i}.png")
+    res = CliRunner().invoke(edge_cli, ["run", str(residual_out), "--cloud", "none", "--source",
+                                        str(tmp_path), "--frames", "6", "--policy", "edge", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "6 frames" in res.output
+    for args in (["--help"], ["run", "--help"]):
+        res = CliRunner().invoke(edge_cli, args)
+        assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_image_source_resizes_and_scales(residual_out, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (31, 17), (255, 0, 51)).save(tmp_path / "a.png")
+    spec = load_manifest(residual_out).input
+    (frame,) = list(open_source(tmp_path, spec))
+    assert frame.shape == spec.shape[1:] and frame.dtype == np.float32
+    np.testing.assert_allclose(frame[0, 0], [1.0, 0.0, 0.2], atol=1e-6)
+
+
+def test_random_source_is_seeded(residual_out):
+    spec = load_manifest(residual_out).input
+    a = list(open_source("random:5", spec, frames=3))
+    b = list(open_source("random:5", spec, frames=3))
+    assert len(a) == 3 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], a[1])
+
+
+def test_bad_frames_give_clear_errors(residual_out):
+    with EdgeRuntime(residual_out, selector="edge") as rt:
+        with pytest.raises(InputError, match=r"expects frames of shape \(1, 8, 8, 3\).*received shape \(9, 8, 3\)"):
+            rt.infer(np.zeros((9, 8, 3), np.float32))
+        with pytest.raises(InputError, match="dtype float32.*received.*dtype float64"):
+            rt.infer(np.zeros((8, 8, 3)))
+        with pytest.raises(InputError, match="received list"):
+            rt.infer([[0.0]])
+        assert rt.infer(np.zeros((8, 8, 3), np.float32)).frame == 0  # still usable
+
+
+def test_bad_source_files_give_clear_errors(residual_out, tmp_path):
+    spec = load_manifest(residual_out).input
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(InputError, match="broken.png: cannot read as an image"):
+        list(open_source(tmp_path, spec))
+    npy = tmp_path / "npy"
+    npy.mkdir()
+    np.save(npy / "a.npy", np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(InputError, match=r"a.npy: expected an array of shape \(8, 8, 3\), received \(4, 4, 3\)"):
+        list(open_source(npy, spec))
+    (npy / "a.npy").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="a.npy: cannot read as a .npy array"):
+        list(open_source(npy, spec))
+    with pytest.raises(InputError, match="does not exist"):
+        open_source(tmp_path / "nope", spec)
+    res = CliRunner().invoke(edge_cli, ["run", str(residual_out), "--cloud", "none", "--source",
+                                        str(npy), "--policy", "edge"])
+    assert res.exit_code != 0 and "a.npy" in str(res.exception)
+
+
+def test_altered_prefix_fails_its_hash_at_start(residual_out, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(residual_out, out)
+    with open(out / "prefixes" / "cut_2.tflite", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ManifestError, match="cut_2.tflite: sha256 differs"):
+        EdgeRuntime(out, selector="edge")
+    (out / "prefixes" / "cut_3.tflite").unlink()
+    with pytest.raises(ManifestError, match="cut_3.tflite: missing"):
+        EdgeRuntime(out, selector="edge")
+
+
+def test_bad_policy_and_options_are_clear(residual_out):
+    with pytest.raises(PartnnerError, match="unknown policy 'fastest'"):
+        EdgeRuntime(residual_out, cloud="tcp://127.0.0.1:9", selector="fastest")
+    with pytest.raises(PartnnerError, match="needs a cloud endpoint"):
+        EdgeRuntime(residual_out, cloud=None, selector="fixed:1")
+    with pytest.raises(PartnnerError, match="unknown option.*'deadline'"):
+        EdgeRuntime(residual_out, selector="edge", deadline=1)
