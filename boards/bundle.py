@@ -99,8 +99,6 @@ def _run_script(config, has_keys):
         '--log "$HERE/logs/frames.jsonl"',
         f"--board {q(config['board'])}",
     ]
-    if "quiet" in opts:
-        args.append("--quiet")
     if has_keys and {"server_key", "client_key"} <= opts:
         args.append('--server-key "$HERE/keys/server.key" --client-key "$HERE/keys/client.key_secret"')
     elif has_keys:
