@@ -167,8 +167,9 @@ def make_bundle(out, board, output, *, cloud=None, policy="partnner", curve_keys
     manifest = load_manifest(out)
     _check_policy(policy, manifest)
     curve_paths = _curve_files(curve_keys) if curve_keys else []
+    # Hashes first: an altered prefix must be named as such, not misread by the fit.
+    verify_files(manifest, cut_ids=[c.id for c in manifest.cuts if c.prefix is not None])
     fit = fit_model(manifest, board).check()
-    verify_files(manifest, cut_ids=fit.edge_cuts)
     prefix_mb = sum(manifest.path(manifest.cuts[c].prefix).stat().st_size for c in fit.edge_cuts) / MIB
     if RUNTIME_STORAGE_MB + prefix_mb > board.storage_mb:
         raise BoardFitError(

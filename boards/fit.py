@@ -8,7 +8,7 @@ from importlib import metadata
 import numpy as np
 
 from partnner_tf.boards.registry import get_board
-from partnner_tf.errors import BoardFitError, MissingDependencyError
+from partnner_tf.errors import BoardFitError, ManifestError, MissingDependencyError
 from partnner_tf.manifest import Manifest, load_manifest
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,10 @@ def prefix_stats(path):
     (a tensor lives from the op making it to the last op reading it), with :data:`ARENA_SLACK`.
     """
     interp_mod = _interpreter_module()
-    interp = interp_mod.Interpreter(model_path=str(path))
+    try:
+        interp = interp_mod.Interpreter(model_path=str(path))
+    except (ValueError, RuntimeError) as exc:
+        raise ManifestError(f"{path}: not a readable TFLite model ({exc})") from exc
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()  # public API has no op list; LiteRT and tflite-runtime both have this
 
