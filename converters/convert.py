@@ -60,8 +60,12 @@ def convert(model, out_dir, *, input_shape=None, cuts="pareto", quantize="none",
     chosen = cuts_mod.select_cuts(points, cuts)
     in_shape = tuple(int(d) for d in keras_model.inputs[0].shape[1:])
     frames = None
-    if quantize == "int8" and calibration is not None:
-        frames = tflite.load_calibration(calibration, in_shape)
+    if quantize == "int8":
+        if calibration is not None:
+            frames = tflite.load_calibration(calibration, in_shape)
+        else:
+            warnings.warn(tflite.RANDOM_CALIBRATION_WARNING, stacklevel=2)
+            frames = tflite.random_frames(in_shape)
     store = cache_mod.Cache(cache_dir)
     model_key = cache_mod.model_hash(keras_model)
     settings = {"quantize": quantize, "select_tf_ops": bool(select_tf_ops),

@@ -16,6 +16,10 @@ log = logging.getLogger(__name__)
 QUANTIZATIONS = ("none", "fp16", "int8")
 #: Frames the int8 calibration uses (random or from --calibration).
 CALIBRATION_FRAMES = 32
+RANDOM_CALIBRATION_WARNING = (
+    "int8 calibration on RANDOM data (no --calibration DIR given): the int8 prefixes will be "
+    "inaccurate on real inputs"
+)
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
@@ -111,11 +115,7 @@ def convert_prefix(model, layer, quantize="none", calibration=None, select_tf_op
         elif quantize == "int8":
             frames = calibration
             if frames is None:
-                warnings.warn(
-                    "int8 calibration on RANDOM data (no --calibration DIR given): the int8 "
-                    "prefixes will be inaccurate on real inputs",
-                    stacklevel=2,
-                )
+                warnings.warn(RANDOM_CALIBRATION_WARNING, stacklevel=2)
                 frames = random_frames(tuple(model.inputs[0].shape[1:]))
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.representative_dataset = lambda: ([f] for f in frames)
@@ -127,24 +127,43 @@ def convert_prefix(model, layer, quantize="none", calibration=None, select_tf_op
         try:
             return conv.convert()
         except Exception as exc:  # the converter raises ConverterError or bare Exception
-            raise _conversion_error(exc, layer, select_tf_ops) from exc
+            raise _conversion_error(exc, layer, select_tf_ops, [l.name for l in sub.layers]) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _conversion_error(exc, layer, select_tf_ops):
+def _conversion_error(exc, layer, select_tf_ops, layer_names=()):
     text = str(exc)
-    ops = sorted(set(re.findall(r"'?(tf\.[A-Za-z0-9_]+)'?", text)))
+    ops = set(re.findall(r"'(tf\.[A-Za-z0-9_]+)' op", text))
+    for listed in re.findall(r"(?:Custom|Flex|TF Select) ops: ([^\n]+)", text):
+        ops.update(f"tf.{o.strip()}" for o in listed.split(",") if o.strip())
     where = f"the prefix up to layer {layer!r}" if layer else "the whole model"
     if ops:
+        culprits = _layers_in(text, layer_names)
+        inside = f" in layer(s) {', '.join(culprits)}" if culprits else ""
         hint = (
             "" if select_tf_ops else
             "; retry with --select-tf-ops (select_tf_ops=True) to embed them as TensorFlow ops "
             "(the board's interpreter must then have the Flex delegate)"
         )
-        return ConversionError(f"TFLite cannot convert {where}: unsupported op(s) {', '.join(ops)}{hint}")
+        return ConversionError(
+            f"TFLite cannot convert {where}: unsupported op(s) {', '.join(sorted(ops))}{inside}{hint}"
+        )
     first = text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
     return ConversionError(f"TFLite conversion of {where} failed: {first}")
+
+
+def _layers_in(text, layer_names):
+    """Layer names found in the converter's op locations ("model_1/layer_1/Op@...")."""
+    names = set(layer_names)
+    found = []
+    for path in re.findall(r'"([^"@]+)@', text):
+        for seg in path.split("/"):
+            base = re.sub(r"_\d+$", "", seg)
+            for cand in (seg, base):
+                if cand in names and cand not in found:
+                    found.append(cand)
+    return found
 
 
 def signature_io(tflite_bytes):

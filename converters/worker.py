@@ -48,7 +48,8 @@ def _init(options):
         ) from exc
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     if options.quantize == "int8" and options.calibration:
-        frames = options.calibration[: verify.VERIFY_FRAMES]
+        # Calibration frames resemble real inputs better than the random verification frames.
+        frames = options.calibration[-verify.VERIFY_FRAMES:]
     else:
         frames = tflite.random_frames(shape, verify.VERIFY_FRAMES, seed=1)
     _STATE.update(options=options, model=model, frames=frames,

@@ -1,0 +1,131 @@
+"""What convert() accepts, and the clear errors for what it cannot."""
+
+import numpy as np
+import pytest
+
+from partnner_tf.converters import convert
+from partnner_tf.converters.loading import parse_input_shape
+from partnner_tf.errors import ConversionError
+from partnner_tf.runtime.cloud.suffix import build_suffix, load_model
+from tests import models
+
+
+def test_h5_and_keras_files_convert(tmp_path):
+    model = models.get_model("sequential")
+    model.save(tmp_path / "seq.h5")
+    model.save(tmp_path / "seq.keras")
+    a = convert(tmp_path / "seq.h5", tmp_path / "a", cuts=["pool"], cache_dir=False)
+    b = convert(str(tmp_path / "seq.keras"), tmp_path / "b", cuts=["pool"], cache_dir=False)
+    assert a.name == "seq" and [c.layers for c in a.cuts] == [(), ("pool",), ()]
+    assert a.cuts[1].extra["prefix_sha256"] == b.cuts[1].extra["prefix_sha256"]
+
+
+def test_nested_model_flattened_and_verified(tmp_path):
+    m = convert(models.nested_model(), tmp_path / "out", cuts="all", cache_dir=False)
+    assert [c.layers for c in m.cuts] == [(), ("bb_conv1",), ("bb_conv2",), ("gap",), ()]
+    assert all(c.extra["verify"]["rel_err"] <= 1e-4 for c in m.cuts)
+    # The saved cloud model is the flattened one: every suffix can be built from it.
+    full = load_model(tmp_path / "out" / "model.keras")
+    x = np.ones((1, 8, 8, 3), np.float32)
+    np.testing.assert_allclose(build_suffix(full, m.cuts[0])([x])[0], models.nested_model()(x), rtol=1e-5)
+
+
+def test_unbuilt_sequential_needs_input_shape(tmp_path):
+    import keras
+
+    seq = keras.Sequential([keras.layers.Dense(3, name="d1"), keras.layers.Dense(2, name="d2")])
+    with pytest.raises(ConversionError, match="no input shape.*--input-shape"):
+        convert(seq, tmp_path / "out", cache_dir=False)
+    m = convert(seq, tmp_path / "out", input_shape=(4,), cuts="all", cache_dir=False)
+    assert [c.layers for c in m.cuts] == [(), ("d1",), ()]
+
+
+@pytest.mark.parametrize(
+    "factory,pattern",
+    [
+        (models.subclassed_model, r"subclassed_net.*subclassed keras.Model \(Net\).*Functional API"),
+        (models.multi_input_model, r"2 inputs \['left', 'right'\].*single-input"),
+    ],
+)
+def test_models_without_a_single_input_graph(tmp_path, factory, pattern):
+    with pytest.raises(ConversionError, match=pattern):
+        convert(factory(), tmp_path / "out", cache_dir=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unsupported_op_is_named_with_the_flag(tmp_path):
+    with pytest.raises(ConversionError) as info:
+        convert(models.unsupported_op_model(), tmp_path / "out", cuts="all", cache_dir=False)
+    msg = str(info.value)
+    assert "tf.Svd" in msg and "layer(s) svd" in msg and "--select-tf-ops" in msg
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no staging folder left behind
+
+
+def test_corrupt_and_missing_files(tmp_path):
+    (tmp_path / "bad.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp_path / "bad.h5").write_bytes(b"garbage")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "folder").mkdir()
+    cases = {
+        tmp_path / "bad.keras": "not a valid .keras archive",
+        tmp_path / "bad.h5": r"cannot load model file .*bad.h5: OSError",
+        tmp_path / "notes.txt": r"expected a .keras or .h5 file .* received '.txt'",
+        tmp_path / "missing.keras": "does not exist",
+        tmp_path / "folder": "not a SavedModel",
+    }
+    for path, pattern in cases.items():
+        with pytest.raises(ConversionError, match=pattern):
+            convert(path, tmp_path / "out", cache_dir=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_saved_model_folder_is_refused_with_the_reason(tmp_path):
+    models.get_model("chain").export(tmp_path / "sm", verbose=False)
+    with pytest.raises(ConversionError, match="SavedModel.*not the Keras layer graph.*model.keras"):
+        convert(tmp_path / "sm", tmp_path / "out", cache_dir=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs,pattern",
+    [
+        ({"model": "keras.applications.NoSuchNet"}, r"unknown Keras Application 'NoSuchNet'; known: .*MobileNetV2"),
+        ({"model": "keras.applications.MobileNetV2", "input_shape": "a,b"}, "positive integers"),
+        ({"model": 42}, "expected a keras.Model, a .keras/.h5 file"),
+        ({"quantize": "int4"}, r"quantize: expected one of none, fp16, int8; received 'int4'"),
+        ({"jobs": 0}, "jobs: expected an integer >= 1"),
+        ({"cuts": "nope"}, r"\['nope'\] are not single-tensor cut points"),
+        ({"quantize": "int8", "calibration": "/nonexistent"}, "--calibration: expected a folder"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, pattern):
+    kwargs = {"model": models.get_model("chain"), **kwargs}
+    with pytest.raises(ConversionError, match=pattern):
+        convert(kwargs.pop("model"), tmp_path / "out", cache_dir=False, **kwargs)
+
+
+def test_output_that_is_not_a_conversion_is_never_replaced(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(ConversionError, match="not a conversion"):
+        convert(models.get_model("chain"), out, cache_dir=False)
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_failed_conversion_keeps_the_earlier_output(tmp_path):
+    out = tmp_path / "out"
+    first = convert(models.get_model("chain"), out, cuts=["gap"], cache_dir=False)
+    with pytest.raises(ConversionError):
+        convert(models.unsupported_op_model(), out, cache_dir=False)
+    again = (out / "manifest.json").read_text()
+    assert '"gap"' in again and first.raw["model"]["sha256"] in again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_parse_input_shape():
+    assert parse_input_shape("224,224,3") == (224, 224, 3)
+    assert parse_input_shape("96x96x3") == (96, 96, 3)
+    assert parse_input_shape(None) is None
+    with pytest.raises(ConversionError, match="received '0,3'"):
+        parse_input_shape("0,3")
