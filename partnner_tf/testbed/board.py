@@ -19,8 +19,10 @@ CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 CGROUP_V2 = Path("/sys/fs/cgroup")
 #: Our cgroups live under this name so they are easy to find and remove.
 GROUP = "partnner-testbed"
-#: A short period keeps a capped process steady at frame scale (100 ms is bursty: MEASURED.md).
-PERIOD_US = 10_000
+#: A short period keeps a capped process steady at frame scale (100 ms is bursty: MEASURED.md);
+#: the period is the shortest that still gives the 1 ms minimum quota, within these bounds.
+MIN_PERIOD_US = 2_000
+MAX_PERIOD_US = 50_000
 #: The kernel refuses quotas under 1 ms; small caps get a longer period instead.
 MIN_QUOTA_US = 1_000
 
@@ -95,7 +97,7 @@ def emulation_for(board):
 def quota_period(cpus, quota):
     """``(quota_us, period_us)`` for a cap of ``quota`` of a core on each of ``cpus`` cores."""
     total = cpus * quota
-    period = PERIOD_US if total * PERIOD_US >= MIN_QUOTA_US else math.ceil(MIN_QUOTA_US / total)
+    period = min(max(math.ceil(MIN_QUOTA_US / total), MIN_PERIOD_US), MAX_PERIOD_US)
     return max(int(round(total * period)), MIN_QUOTA_US), period
 
 

@@ -184,6 +184,15 @@ class Relay:
     def now(self):
         return time.monotonic() - self._m0
 
+    def restart_clock(self):
+        """Link time 0 is now, for every connection (called on SIGUSR1 when a run really starts)."""
+        self._m0 = time.monotonic()
+        self.t0 = time.time()
+        for up, down in self.queues:
+            for q, sched in ((up, self.up_schedule), (down, self.down_schedule)):
+                q.clock = OpportunityClock(sched, self.offset_s)
+                q.used = 0
+
     async def serve(self, port=0, ready=None):
         self._m0 = time.monotonic()
         server = await asyncio.start_server(self._on_client, self.host, port)
@@ -312,6 +321,9 @@ def main(argv=None):
         print(json.dumps({"port": r.port}), flush=True)
 
     async def run():
+        import signal
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, relay.restart_clock)
         if a.stats:
             asyncio.get_running_loop().create_task(_stats_loop(relay, a.stats))
         await relay.serve(a.port, ready)
@@ -349,6 +361,13 @@ class LinkProcess:
         self.port = info["port"]
         self.endpoint = f"tcp://{listen}:{self.port}"
         self.pid = self.proc.pid
+
+    def restart_clock(self):
+        """Start the schedules over from link time 0 now (the edge is about to send its first frame)."""
+        import signal
+
+        self.proc.send_signal(signal.SIGUSR1)
+        self.t0 = time.time()
 
     def stop(self):
         procs.terminate(self.proc)

@@ -24,7 +24,7 @@ def python_cmd(module, *args):
     return [sys.executable, "-m", module, *map(str, args)]
 
 
-def spawn(cmd, *, stdout=None, stderr=None, env=None, cwd=None, prefix=None):
+def spawn(cmd, *, stdin=None, stdout=None, stderr=None, env=None, cwd=None, prefix=None):
     """Start ``cmd`` in a new session (its own process group) and remember it for cleanup.
 
     Args:
@@ -35,7 +35,7 @@ def spawn(cmd, *, stdout=None, stderr=None, env=None, cwd=None, prefix=None):
         quoted = " ".join(_shell_quote(c) for c in cmd)
         cmd = ["/bin/sh", "-c", f"{prefix} && exec {quoted}"]
     proc = subprocess.Popen(
-        cmd, stdout=stdout, stderr=stderr, env=env, cwd=cwd, start_new_session=True
+        cmd, stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd, start_new_session=True
     )
     with _LOCK:
         _LIVE[proc.pid] = proc

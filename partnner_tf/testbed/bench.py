@@ -1,0 +1,328 @@
+"""The bench: models x boards x links x policies, each run with real processes, summarised per cell."""
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from partnner_tf.errors import EmulationError, PartnnerError
+from partnner_tf.manifest import load_manifest, write_json_atomic
+from partnner_tf.testbed import procs
+from partnner_tf.testbed.board import CpuCap, emulation_for
+from partnner_tf.testbed.link import LinkProcess, parse_schedule
+from partnner_tf.testbed.load import LoadProcess
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("edge", "cloud", "neurosurgeon", "partnner", "best-fixed")
+
+
+def traces_dir():
+    """Where the real traces are: $PARTNNER_TRACES, else ../shared/traces beside the checkout."""
+    env = os.environ.get("PARTNNER_TRACES")
+    path = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "traces"
+    return path
+
+
+@dataclass(frozen=True)
+class LinkPreset:
+    """One emulated link: uplink and downlink schedules (spec strings), one-way delay, trace offset."""
+
+    name: str
+    up: str
+    down: str
+    delay_s: float
+    offset_s: float = 0.0
+
+
+def link_presets():
+    """The named links: WiFi constant, LTE and 3G real uplink traces (downlinks constant)."""
+    t = traces_dir()
+    return {
+        "wifi": LinkPreset("wifi", "const:40e6", "const:40e6", 0.002),
+        "lte": LinkPreset("lte", str(t / "Verizon-LTE-short.up"), "const:12e6", 0.020, 20.0),
+        "lte-driving": LinkPreset("lte-driving", str(t / "ATT-LTE-driving-2016.up"), "const:12e6", 0.025),
+        "3g": LinkPreset("3g", str(t / "TMobile-UMTS-driving.up"), "const:2e6", 0.050, 100.0),
+        # The demo's LTE: bandwidth drops and recovers.
+        "lte-drop": LinkPreset("lte-drop", "steps:0=8e6,12=1e6,24=0.4e6,36=8e6", "const:12e6", 0.020),
+    }
+
+
+def resolve_link(name):
+    """A preset name, or ``UP|DOWN|DELAY_MS`` with schedule specs (see link.parse_schedule)."""
+    if isinstance(name, LinkPreset):
+        return name
+    presets = link_presets()
+    if name in presets:
+        preset = presets[name]
+    elif "|" in name:
+        up, down, delay = (name.split("|") + ["0"])[:3]
+        preset = LinkPreset(name, up, down, float(delay) / 1000.0)
+    else:
+        raise PartnnerError(f"unknown link {name!r}; known: {', '.join(presets)} or UP|DOWN|DELAY_MS")
+    for spec in (preset.up, preset.down):
+        if not spec.startswith(("const:", "steps:")) and not Path(spec.split("*")[0]).exists():
+            raise EmulationError(f"link {preset.name!r}: trace {spec} is missing (set PARTNNER_TRACES)")
+    return preset
+
+
+@dataclass
+class Run:
+    """One policy's run in one cell."""
+
+    policy: str
+    frames: list = field(default_factory=list)
+    error: str = None
+    link_stats: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return self.error is None and bool(self.frames)
+
+    def latencies(self):
+        return np.array([f["total_s"] for f in self.frames])
+
+    @property
+    def mean_s(self):
+        return float(self.latencies().mean()) if self.ok else math.nan
+
+    @property
+    def p95_s(self):
+        return float(np.percentile(self.latencies(), 95)) if self.ok else math.nan
+
+
+def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link, profile=None,
+             load=None, stats_path=None, warmup=0, duration_s=0.0, on_frame=None):
+    """One capped edge process over one relay; returns the per-frame dicts (after ``warmup``)."""
+    emu = emulation_for(emulation)
+    cap = CpuCap(emu["cpus"], emu["quota"])
+    relay = loadp = proc = None
+    try:
+        relay = LinkProcess(daemon_endpoint, link.up, link.down, delay_s=link.delay_s,
+                            offset_s=link.offset_s, stats=stats_path)
+        cmd = procs.python_cmd("partnner_tf.testbed.edge_proc", out, "--cloud", relay.endpoint, "--policy", policy,
+                               "--frames", frames + warmup, "--log", log_path, "--threads", cap.cpus,
+                               "--cgroup", cap.path or "", "--cpus", cap.cpus if cap.cap.taskset else 0)
+        if profile:
+            cmd += ["--profile", str(profile)]
+        if duration_s:
+            cmd += ["--duration-s", duration_s]
+        err = open(str(log_path) + ".stderr", "wb")
+        proc = procs.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        procs.read_ready_line(proc, f"edge process ({policy})", timeout_s=180)
+        relay.restart_clock()
+        if load:
+            loadp = LoadProcess(daemon_endpoint, out, load)
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        _wait(proc, 60 + (duration_s * 1.5 if duration_s else 10.0 * (frames + warmup)), log_path, on_frame)
+        if proc.returncode != 0:
+            tail = Path(str(log_path) + ".stderr").read_text(errors="replace")[-1500:]
+            raise EmulationError(f"edge process exited with code {proc.returncode}: {tail}")
+    except subprocess.TimeoutExpired:
+        raise EmulationError(f"edge process ({policy}) did not finish {frames} frames in time") from None
+    finally:
+        for p in (proc,):
+            procs.terminate(p)
+        for p in (loadp, relay):
+            if p is not None:
+                p.stop()
+        cap.close()
+    lines = Path(log_path).read_text().splitlines()
+    return [json.loads(x) for x in lines][warmup:]
+
+
+def _wait(proc, timeout_s, log_path, on_frame):
+    """Wait for the edge process, handing each new log line to ``on_frame`` as it appears."""
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while True:
+        try:
+            proc.wait(timeout=0.25)
+            done = True
+        except subprocess.TimeoutExpired:
+            done = False
+        if on_frame is not None:
+            try:
+                lines = Path(log_path).read_text().splitlines()
+            except OSError:
+                lines = []
+            # A line is complete once the next one starts or the process has finished.
+            usable = lines if done else lines[:-1]
+            for line in usable[seen:]:
+                on_frame(json.loads(line))
+            seen = max(seen, len(usable))
+        if done:
+            return
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+
+
+def read_stats(path):
+    try:
+        return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    except OSError:
+        return []
+
+
+def profile_model(out, dest):
+    """The host's per-cut profile (``partnner profile``), cached in ``dest``."""
+    if Path(dest).exists():
+        return json.loads(Path(dest).read_text())
+    res = subprocess.run(procs.python_cmd("partnner_tf.cli", "profile", out, "-o", dest, "--quiet",
+                                          "--repeats", "5"), capture_output=True, text=True, timeout=900)
+    if res.returncode != 0:
+        raise PartnnerError(f"partnner profile {out} failed: {res.stderr[-1500:]}")
+    return json.loads(Path(dest).read_text())
+
+
+def board_profile(profile, slowdown):
+    """The host profile with the edge side slowed like the board (Neurosurgeon's pre-characterisation)."""
+    p = json.loads(json.dumps(profile))
+    p["edge"]["cut_s"] = [s * slowdown for s in profile["edge"]["cut_s"]]
+    p["edge"]["slowdown"] = slowdown
+    return p
+
+
+def rank_fixed(manifest, profile, link, frames_s, n_frames):
+    """Cuts ranked by their estimated mean latency over the run's stretch of the link."""
+    up, down = parse_schedule(link.up), parse_schedule(link.down)
+    out_bytes = 4 * 1000  # model outputs are small next to boundaries; a classifier's 1000 floats
+    est = {}
+    t = np.arange(n_frames) * frames_s + link.offset_s
+    for cut in manifest.cuts:
+        e = profile["edge"]["cut_s"][cut.id]
+        if cut.is_edge_only:
+            est[cut.id] = e
+            continue
+        tx = np.mean(up.transfer_time(t, max(cut.boundary_bytes, 1)))
+        rx = np.mean(down.transfer_time(t, out_bytes))
+        est[cut.id] = e + tx + rx + 2 * link.delay_s + profile["cloud"]["cut_s"][cut.id]
+    return sorted(est, key=est.get), est
+
+
+def start_daemon(outs, workers=1, log_path=None):
+    from partnner_tf.runtime.cloud.spawn import start_daemon as _start
+
+    return _start([str(o) for o in outs], args=("--workers", str(workers)), timeout_s=600, log_path=log_path)
+
+
+def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, host_profile,
+             load=None, fixed_top=2, progress=print):
+    """Every policy of one (model, board, link) cell; returns ``{name: Run}`` and the board profile."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    manifest = load_manifest(out)
+    emu = emulation_for(board)
+    runs = {}
+
+    def go(name, policy, profile=None):
+        path = workdir / f"{name.replace(':', '_')}.jsonl"
+        stats = workdir / f"{name.replace(':', '_')}.link.jsonl"
+        stats.unlink(missing_ok=True)
+        t0 = time.monotonic()
+        try:
+            got = run_edge(out, policy, frames=frames, log_path=path, emulation=emu, daemon_endpoint=daemon_endpoint,
+                           link=link, profile=profile, load=load, stats_path=stats)
+            runs[name] = Run(name, got, link_stats=read_stats(stats))
+            r = runs[name]
+            progress(f"    {name:<14} mean {r.mean_s * 1e3:8.1f} ms  p95 {r.p95_s * 1e3:8.1f} ms  "
+                     f"({time.monotonic() - t0:.0f} s)")
+        except (PartnnerError, OSError, ValueError) as exc:
+            runs[name] = Run(name, error=str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else repr(exc))
+            progress(f"    {name:<14} FAILED: {runs[name].error}")
+        return runs[name]
+
+    edge = go("edge", "edge")
+    host_edge = host_profile["edge"]["cut_s"][manifest.edge_only]
+    if edge.ok and host_edge > 0:
+        # The mean, not the median: a quota throttles some frames and not others, and the
+        # mean latency is what the board profile must predict.
+        slowdown = float(np.mean([f["edge_s"] for f in edge.frames])) / host_edge
+    else:
+        slowdown = 1.0 / (emu["quota"])
+    bprof = board_profile(host_profile, slowdown)
+    bprof_path = workdir / "profile.board.json"
+    write_json_atomic(bprof_path, bprof)
+    if "cloud" in policies or "best-fixed" in policies:
+        cloud = go("cloud", "cloud")
+        host_cloud = host_profile["cloud"]["cut_s"][manifest.cloud_only]
+        if cloud.ok and host_cloud > 0:
+            # The daemon's own compute time for the whole model, against the profiler's figure.
+            bprof["cloud"]["speedup"] = host_cloud / float(np.mean([f["compute_s"] for f in cloud.frames]))
+            bprof["cloud"]["cut_s"] = [s / bprof["cloud"]["speedup"] for s in host_profile["cloud"]["cut_s"]]
+            write_json_atomic(bprof_path, bprof)
+    if "neurosurgeon" in policies:
+        go("neurosurgeon", "neurosurgeon", bprof_path)
+    if "partnner" in policies:
+        go("partnner", "partnner")
+    if "best-fixed" in policies:
+        est_frame = edge.mean_s if edge.ok else 0.1
+        order, _ = rank_fixed(manifest, bprof, link, est_frame, frames)
+        middle = [c for c in order if c not in (manifest.edge_only, manifest.cloud_only)][:fixed_top]
+        for c in middle:
+            go(f"fixed:{c}", f"fixed:{c}")
+        fixed = [r for n, r in runs.items() if r.ok and (n.startswith("fixed:") or n in ("edge", "cloud"))]
+        if fixed:
+            best = min(fixed, key=lambda r: r.mean_s)
+            runs["best-fixed"] = Run(f"best-fixed ({best.policy})", best.frames, link_stats=best.link_stats)
+    return runs, bprof
+
+
+def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, load=None, fixed_top=2,
+               sim=True, progress=print):
+    """Run the whole matrix; writes per-frame logs under ``out_dir`` and returns the cell results.
+
+    Args:
+        models: converted model folders (each with manifest.json).
+        boards: board names (registry or testbed presets) or emulation dicts.
+        links: link preset names or ``UP|DOWN|DELAY_MS`` specs.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    links = [resolve_link(name) for name in links]
+    manifests = {str(m): load_manifest(m) for m in models}
+    progress(f"bench: {len(models)} model(s) x {len(boards)} board(s) x {len(links)} link(s), "
+             f"{frames} frames per run, policies {', '.join(policies)}")
+    profiles = {}
+    for m in models:
+        progress(f"profiling {manifests[str(m)].name} on this host ...")
+        profiles[str(m)] = profile_model(m, out_dir / f"profile.{manifests[str(m)].name}.json")
+    progress("starting the cloud daemon ...")
+    daemon = start_daemon(models, workers=2 if load else 1, log_path=str(out_dir / "daemon.log"))
+    cells = []
+    try:
+        total = len(models) * len(boards) * len(links)
+        k = 0
+        for m in models:
+            for b in boards:
+                for lk in links:
+                    k += 1
+                    name = manifests[str(m)].name
+                    bname = b if isinstance(b, str) else "custom"
+                    progress(f"[{k}/{total}] {name} on {bname} over {lk.name}")
+                    wd = out_dir / "cells" / f"{name}__{bname}__{lk.name}"
+                    cell = {"model": name, "out": str(m), "board": bname, "link": lk.name, "link_preset": lk,
+                            "workdir": str(wd)}
+                    try:
+                        cell["runs"], cell["profile"] = run_cell(
+                            m, b, lk, policies=policies, frames=frames, workdir=wd, daemon_endpoint=daemon.endpoint,
+                            host_profile=profiles[str(m)], load=load, fixed_top=fixed_top, progress=progress)
+                    except (PartnnerError, OSError) as exc:
+                        cell["error"] = str(exc)
+                        progress(f"    cell FAILED: {exc}")
+                    if sim and "runs" in cell:
+                        from partnner_tf.testbed.simcheck import simulate_cell
+
+                        cell["sim"] = simulate_cell(cell, frames, load=load, progress=progress)
+                    cells.append(cell)
+    finally:
+        daemon.stop()
+    return cells

@@ -1,0 +1,83 @@
+"""The testbed's edge process: set up uncapped, cap itself like the board, wait for "go", run frames.
+
+Start-up (imports, loading and warming prefixes) is not what a board is measured on, and under a
+5% CPU cap it would take minutes; so the process joins its cgroup and core set only once it is
+ready, prints a JSON ready line, and starts the first frame when the orchestrator writes a line
+on its stdin (the link's and the load's clocks restart at that moment too). Each frame becomes a
+JSON line with the fields of ``partnner edge run --log`` plus ``wall`` (seconds since "go").
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def _join_cgroup(path, cpus):
+    """Move this whole process (every thread) into the cgroup and onto the first ``cpus`` cores."""
+    if path:
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+    if cpus:
+        allowed = set(range(int(cpus)))
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(tid), allowed)
+            except OSError:
+                pass  # a thread that just exited
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("out")
+    p.add_argument("--cloud", default="none")
+    p.add_argument("--policy", default="partnner")
+    p.add_argument("--frames", type=int, default=50)
+    p.add_argument("--log", required=True)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--profile", default=None)
+    p.add_argument("--deadline", type=float, default=1.0)
+    p.add_argument("--cgroup", default="")
+    p.add_argument("--cpus", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration-s", type=float, default=0.0, help="stop after this long (0: run every frame)")
+    a = p.parse_args(argv)
+
+    from partnner_tf.runtime.edge import EdgeRuntime
+
+    cloud = None if a.cloud in ("", "none") else a.cloud
+    options = {"profile": a.profile} if a.profile else None
+    runtime = EdgeRuntime(a.out, cloud=cloud, selector=a.policy, threads=a.threads,
+                          deadline_s=a.deadline, selector_options=options)
+    spec = runtime.manifest.input
+    shape = tuple(int(d) if d else 1 for d in spec.shape)
+    rng = np.random.default_rng(a.seed)
+    frames = [rng.random(shape).astype(spec.dtype) for _ in range(4)]
+    # Every prefix loaded before the clock starts: swaps cost what a warm cache costs.
+    cuts = [c.id for c in runtime.manifest.cuts if c.prefix is not None]
+    runtime.cache.prefetch(cuts)
+    deadline = time.monotonic() + 120
+    while not all(runtime.cache.is_ready(c) for c in cuts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _join_cgroup(a.cgroup, a.cpus)
+    print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
+    if not sys.stdin.readline():
+        return 1
+    t0 = time.monotonic()
+    with runtime, open(a.log, "w", encoding="utf-8") as log:
+        for i in range(a.frames):
+            if a.duration_s and time.monotonic() - t0 > a.duration_s:
+                break
+            r = runtime.infer(frames[i % len(frames)])
+            d = r.to_dict()
+            d["wall"] = time.monotonic() - t0
+            log.write(json.dumps(d) + "\n")
+            log.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
