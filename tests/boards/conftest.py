@@ -34,6 +34,16 @@ def wheel_cache():
     return default_cache()
 
 
+@pytest.fixture(scope="session")
+def x86_bundle(tiny_out, built_wheel, wheel_cache, tmp_path_factory):
+    """A generic x86_64 bundle of the tiny model (policy fixed:2, a made-up cloud endpoint)."""
+    from partnner_tf.boards.bundle import make_bundle
+
+    path = tmp_path_factory.mktemp("bundle") / "tiny-x86.tar.gz"
+    return make_bundle(tiny_out, "generic-x86_64", path, policy="fixed:2", cloud="tcp://127.0.0.1:7777",
+                       wheel=built_wheel, cache=wheel_cache)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

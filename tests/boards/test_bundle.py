@@ -25,14 +25,6 @@ def _members(path):
         return {m.name: (m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()}
 
 
-@pytest.fixture(scope="module")
-def x86_bundle(tiny_out, built_wheel, wheel_cache, tmp_path_factory):
-    path = tmp_path_factory.mktemp("bundle") / "tiny-x86.tar.gz"
-    result = make_bundle(tiny_out, "generic-x86_64", path, policy="fixed:2", cloud="tcp://127.0.0.1:7777",
-                         wheel=built_wheel, cache=wheel_cache)
-    return result
-
-
 def test_bundle_contents(x86_bundle, tiny_out):
     members = _members(x86_bundle.path)
     top = "partnner-tiny_chain-generic-x86_64"
