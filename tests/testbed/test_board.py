@@ -1,0 +1,50 @@
+"""Board emulation: detection says what it can do, presets are checked, a cap really limits CPU time."""
+
+import os
+import sys
+import time
+
+import pytest
+
+from partnner_tf.errors import PartnnerError, UnknownBoardError
+from partnner_tf.testbed import board, procs
+
+
+def test_detect_explains_itself():
+    cap = board.detect()
+    assert cap.reason
+    if os.geteuid() != 0:
+        assert not cap.can_cap and "root" in cap.reason
+    else:
+        assert cap.method in ("cgroup-v1", "cgroup-v2", None)
+
+
+def test_presets_resolve_and_bad_ones_are_refused():
+    emu = board.emulation_for("rpi4")
+    assert emu["cpus"] >= 1 and 0 < emu["quota"] <= 1
+    with pytest.raises(UnknownBoardError, match="rpi4"):
+        board.emulation_for("no-such-board")
+    with pytest.raises(PartnnerError, match="quota"):
+        board.emulation_for({"cpus": 1, "quota": 3})
+
+
+def test_quota_period_keeps_the_kernel_minimum():
+    quota, period = board.quota_period(2, 0.03)
+    assert quota >= board.MIN_QUOTA_US and quota / period == pytest.approx(0.06, rel=0.02)
+    quota, period = board.quota_period(1, 0.5)
+    assert period <= 10_000 and quota / period == pytest.approx(0.5, rel=0.02)
+
+
+@pytest.mark.skipif(not board.detect().can_cap, reason=board.detect().reason)
+def test_cap_limits_cpu_time_share():
+    proc, cap = board.spawn_capped([sys.executable, "-c", "while True: pass"], {"cpus": 1, "quota": 0.3})
+    try:
+        time.sleep(0.3)
+        c0, t0 = board.cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(2.0)
+        share = (board.cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
+    finally:
+        procs.terminate(proc)
+        cap.close()
+    assert 0.2 <= share <= 0.36
+    assert cap.path is None  # the cgroup was removed
