@@ -1,5 +1,6 @@
 """Load a TFLite prefix with LiteRT (or tflite-runtime) and run it by signature key, cheaply."""
 
+import ctypes
 import functools
 import logging
 import os
@@ -40,18 +41,26 @@ def backend():
     )
 
 
+#: delegate libraries that failed to load: warned about once, then the CPU without retrying.
+_FAILED_DELEGATES = {}
+
+
 def _delegates(delegate, load_delegate, path):
     """The delegate list for ``delegate`` ("edgetpu", a library path, or None); CPU on failure."""
     if delegate is None or delegate in ("", "cpu", "none"):
         return [], None
     library = EDGETPU_LIBRARY if delegate == "edgetpu" else delegate
-    try:
-        return [load_delegate(library)], library
-    except (ValueError, OSError, RuntimeError) as exc:
-        # A board whose accelerator is unplugged must still answer: run on its CPU.
-        warnings.warn(f"delegate {library!r} cannot be loaded ({exc}); {path} runs on the CPU",
-                      RuntimeWarning, stacklevel=3)
-        return [], None
+    if library not in _FAILED_DELEGATES:
+        try:
+            # Probe with ctypes first: LiteRT's Delegate object is noisy when its library is absent.
+            ctypes.CDLL(library)
+            return [load_delegate(library)], library
+        except (ValueError, OSError, RuntimeError) as exc:
+            _FAILED_DELEGATES[library] = exc
+            # A board whose accelerator is unplugged must still answer: run on its CPU.
+            warnings.warn(f"delegate {library!r} cannot be loaded ({exc}); {path} and the other "
+                          f"prefixes run on the CPU", RuntimeWarning, stacklevel=3)
+    return [], None
 
 
 class Prefix:

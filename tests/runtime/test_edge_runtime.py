@@ -166,3 +166,21 @@ def test_bad_policy_and_options_are_clear(residual_out):
         EdgeRuntime(residual_out, cloud=None, selector="fixed:1")
     with pytest.raises(PartnnerError, match="unknown option.*'deadline'"):
         EdgeRuntime(residual_out, selector="edge", deadline=1)
+
+
+def test_board_sets_threads_and_a_missing_accelerator_falls_back_to_cpu(residual_out, frames, reference):
+    from partnner_tf.errors import UnknownBoardError
+    from partnner_tf.runtime import interpreter
+
+    with EdgeRuntime(residual_out, selector="edge", board="rpi4") as rt:
+        assert rt.threads == 4 and rt.cache.get(rt.edge_cut).threads == 4
+        assert_matches(rt.infer(frames[0]), reference, 0)
+    with EdgeRuntime(residual_out, selector="edge", board="rpi4", threads=1) as rt:
+        assert rt.cache.get(rt.edge_cut).threads == 1  # the argument wins over the board
+    interpreter._FAILED_DELEGATES.pop("libedgetpu.so.1", None)  # so that this test sees the warning
+    with pytest.warns(RuntimeWarning, match="libedgetpu.so.1"):
+        with EdgeRuntime(residual_out, selector="edge", board="coral-usb") as rt:
+            assert rt.cache.get(rt.edge_cut).delegate is None
+            assert_matches(rt.infer(frames[1]), reference, 1)
+    with pytest.raises(UnknownBoardError, match="rpi4"):
+        EdgeRuntime(residual_out, selector="edge", board="toaster")
