@@ -28,6 +28,7 @@ class LinkEstimator:
         self.history = []  # (bytes, transfer_s) of recent completed transfers
         self.outliers = 0
         self.observed = 0
+        self.timeouts = 0
         self.since = 0  # frames since the link was last observed
 
     def predict(self, nbytes):
@@ -52,11 +53,12 @@ class LinkEstimator:
         self.since = 0
 
     def timeout(self, nbytes, waited_s):
-        """The transfer took longer than ``waited_s``: the link is at least twice that slow."""
+        """The transfer took longer than ``waited_s``: the link is slower than that, likely much."""
         nbytes = max(float(nbytes or 1), 1.0)
-        self.s_per_byte = max(self.s_per_byte, 2.0 * max(waited_s - self.rtt, waited_s / 2) / nbytes)
+        self.s_per_byte = max(self.s_per_byte, 1.5 * max(waited_s - self.rtt, waited_s / 2) / nbytes)
         self.history.clear()
         self.outliers = 0
+        self.timeouts += 1
         self.since = 0
 
     def _fit_rtt(self, latest):
@@ -84,10 +86,14 @@ class CostCurve:
     monotone in it, which bounds every unobserved cut between its observed neighbours.
     """
 
-    def __init__(self, x, zero_at=None, alpha=0.3, refine=0.25):
+    def __init__(self, x, zero_at=None, alpha=0.1, refine=0.2):
         self.x = np.asarray(x, dtype=np.float64)
         self.n = len(self.x)
         self.anchor = np.full(self.n, np.nan)  # cost / level when observed
+        self.count = np.zeros(self.n, dtype=np.int64)
+        self.created = np.full(self.n, -1, dtype=np.int64)  # observation index of first sight
+        self.t = 0
+        self.suspect_since = 0
         self.level = 1.0
         self.alpha = alpha
         self.refine = refine
@@ -104,18 +110,32 @@ class CostCurve:
 
     def observe(self, cut, cost):
         cost = max(float(cost), 1e-6)
-        a = self.anchor[cut]
-        if np.isnan(a):
+        self.t += 1
+        self.count[cut] += 1
+        if np.isnan(self.anchor[cut]):
             self.anchor[cut] = cost / self.level
+            self.created[cut] = self.t
             return 1.0
-        ratio = cost / (a * self.level)
-        self.outliers = self.outliers + 1 if not 1 / BAND <= ratio <= BAND else 0
-        # One outlier is noise; several in a row is the whole board or cloud changing speed.
-        step = 1.0 if self.outliers >= OUTLIERS else self.alpha
-        self.level *= ratio ** step
-        self.anchor[cut] *= (cost / (self.anchor[cut] * self.level)) ** self.refine
-        if self.outliers >= OUTLIERS:
+        ratio = cost / (self.anchor[cut] * self.level)
+        if 1 / BAND <= ratio <= BAND:
             self.outliers = 0
+        else:
+            if self.outliers == 0:
+                self.suspect_since = self.t
+            self.outliers += 1
+        if self.outliers >= OUTLIERS:
+            # Several outliers in a row: the whole board or cloud changed speed. Jump, and fix
+            # the cuts first seen since it began: they were normalised by the old level.
+            old = self.level
+            self.level *= ratio
+            fresh = self.created >= self.suspect_since
+            self.anchor[fresh] *= old / self.level
+            self.outliers = 0
+        else:
+            self.level *= ratio ** self.alpha
+        # The cut's own anchor absorbs its noise (a running mean, then an EWMA), so the shared
+        # level moves only for what all cuts share.
+        self.anchor[cut] *= (cost / (self.anchor[cut] * self.level)) ** max(1.0 / self.count[cut], self.refine)
         return ratio
 
     def predict(self, prior_per_x):

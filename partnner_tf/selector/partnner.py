@@ -24,12 +24,14 @@ class Partnner(Selector):
         hysteresis: a new cut must be estimated this much better to replace the current one.
         bps, rtt_s: the link prior before anything is measured.
         cloud_speedup: the prior of how much faster the cloud runs a MAC than the edge.
+        min_probe_every, max_probe_every: while edge-only, probe the link after this many frames,
+            doubling the wait after each probe up to the maximum.
     """
 
     name = "partnner"
 
     def __init__(self, manifest, budget=0.02, start_budget=8.0, hysteresis=0.03, bps=5e6, rtt_s=0.03,
-                 cloud_speedup=4.0, optimism=0.5, deadline_slack=2.0):
+                 cloud_speedup=4.0, optimism=0.5, deadline_slack=2.0, min_probe_every=4, max_probe_every=32):
         super().__init__(manifest)
         cuts = manifest.cuts
         if len(cuts) < 2 and (manifest.edge_only is None):
@@ -53,6 +55,9 @@ class Partnner(Selector):
         self.frames = 0
         self.current = self.E
         self.exploring = None
+        self.min_probe_every = min_probe_every
+        self.max_probe_every = max_probe_every
+        self.probe_every = min_probe_every
         self._est = None
 
     # -- estimates ------------------------------------------------------------------------------
@@ -67,18 +72,17 @@ class Partnner(Selector):
         k_est, k_lo = self.cloud.predict(c_rate)
         if self.cloud.rate() is None:
             k_lo = np.zeros_like(k_lo)  # nothing seen of the cloud: it might be very fast
-        net = self.link.predict(self.bytes)
-        # A link not seen for a while may have recovered: grow optimism about it with time.
-        stale = 4.0 if self.link.observed == 0 else min(2.0 ** (self.link.since / 8.0), 1e3)
-        net_lo = self.link.rtt + self.bytes * self.link.s_per_byte / stale
-        net = np.where(self.is_edge, 0.0, net)
-        net_lo = np.where(self.is_edge, 0.0, net_lo)
-        est = e_est + net + np.where(self.is_edge, 0.0, k_est)
-        lo = e_lo + net_lo + np.where(self.is_edge, 0.0, k_lo)
-        # Observed cuts are known up to noise; unobserved ones lean towards their bounds.
-        seen = ~np.isnan(self.edge.anchor) & (~np.isnan(self.cloud.anchor) | self.is_edge)
-        opt = np.where(seen, e_est + net_lo + np.where(self.is_edge, 0.0, k_est),
-                       est - self.optimism * (est - lo))
+        net = np.where(self.is_edge, 0.0, self.link.predict(self.bytes))
+        # A link not seen for a while may have recovered: optimism about it grows with time.
+        stale = 1e3 if self.link.observed + self.link.timeouts == 0 else min(2.0 ** (self.link.since / 8.0), 1e3)
+        net_lo = np.where(self.is_edge, 0.0, self.link.rtt + self.bytes * self.link.s_per_byte / stale)
+        remote = np.where(self.is_edge, 0.0, net + k_est)
+        est = e_est + remote
+        # Unobserved cuts lean towards their monotone bounds; observed ones are known up to noise.
+        b = self.optimism
+        e_opt = np.where(np.isnan(self.edge.anchor), e_est - b * (e_est - e_lo), e_est)
+        k_opt = np.where(np.isnan(self.cloud.anchor), k_est - b * (k_est - k_lo), k_est)
+        opt = e_opt + np.where(self.is_edge, 0.0, net_lo + k_opt)
         self._est = (est, np.minimum(opt, est))
         return self._est
 
@@ -95,13 +99,26 @@ class Partnner(Selector):
         self.current = best
         self.exploring = None
         cand = np.flatnonzero(opt < est[best] * (1 - self.hysteresis))
-        if cand.size:
-            c = int(cand[np.argmin(opt[cand])])
-            worst = min(est[c], self._loss_if_late(c, est))
-            cost = max(0.0, worst - est[best])
-            if cost <= self.tokens:
-                self.tokens -= cost
-                self.exploring = c
+        if not cand.size:
+            return best
+        mid = 0.5 * (est[cand] + opt[cand])
+        if self.is_edge[best]:
+            # Edge-only: the link is unseen, so probe it on a backoff schedule (soon after it
+            # went bad, rarely once it stays bad), with the cheapest promising cut.
+            if self.link.since >= self.probe_every:
+                self.probe_every = min(2 * self.probe_every, self.max_probe_every)
+                c = int(cand[np.argmin(mid)])
+                self.exploring = (c, float(est[best]), True)
+                return c
+        else:
+            self.probe_every = self.min_probe_every
+        if self.tokens > 0:
+            # The most promising by the middle of estimate and optimism, if the expected cost
+            # (bounded by the deadline) fits the budget; what it really cost is charged after.
+            c = int(cand[np.argmin(mid)])
+            expected = min(0.5 * (est[c] + opt[c]), self._loss_if_late(c, est)) - est[best]
+            if expected <= self.tokens:
+                self.exploring = (c, float(est[best]), False)
                 return c
         return best
 
@@ -125,20 +142,30 @@ class Partnner(Selector):
             if self.smacs[c] > 0:
                 # Queueing and slower compute both scale with load: one level covers both.
                 self.cloud.observe(c, obs.cloud_s)
+        if self.exploring is not None and self.exploring[0] == c:
+            spent = obs.edge_s + obs.transfer_s + obs.cloud_s
+            if obs.timed_out:
+                spent += float(self.edge.anchor[self.E] * self.edge.level)  # the edge redid it all
+            self.tokens -= max(0.0, spent - self.exploring[1])
+        self.exploring = None
         est, _ = self.estimates()
         # The budget refills with a share of what frames cost; exploring spends it.
         self.tokens = min(self.tokens + self.budget * float(est.min()), 50.0 * float(est.min()))
 
     def deadline_s(self, cut):
         """Wait for the cloud a few times its estimate, but never so long that the frame loses
-        more than two edge-only frames: a link that slow is no use to any cut."""
+        more than two edge-only frames: a link that slow is no use to any cut. A probe waits
+        only until it has lost to edge-only: past that, the answer (no) is known."""
         if np.isnan(self.edge.anchor[self.E]) or self.is_edge[cut]:
             return None
         est, _ = self.estimates()
         e_full = float(est[self.E])
         remote = self._remote(cut)
         e_cut = float(est[cut]) - remote
-        return float(max(min(self.deadline_slack * remote + 0.01, 2.0 * e_full - e_cut), 0.02))
+        bound = 2.0 * e_full - e_cut
+        if self.exploring is not None and self.exploring[0] == cut and self.exploring[2]:
+            bound = 1.2 * max(e_full - e_cut, 0.0) + 0.01
+        return float(max(min(self.deadline_slack * remote + 0.01, bound), 0.02))
 
     def likely_cuts(self):
         """Cuts the next frames may ask for (the runtime preloads them)."""
