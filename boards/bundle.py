@@ -67,13 +67,15 @@ def _curve_files(curve_keys):
     return [folder / n for n in CURVE_FILES]
 
 
-def _bundle_manifest(manifest, board, present):
+def _bundle_manifest(manifest, board, present, edgetpu):
     """The manifest as converted, plus which cuts this bundle carries; cut ids stay the cloud's."""
     data = copy.deepcopy(manifest.raw)
     data["bundle"] = {"board": board.name, "cuts": sorted(present)}
     for cut in data["cuts"]:
         if cut["id"] not in present:
             cut["on_board"] = False
+        if cut["id"] in edgetpu:
+            cut["edgetpu"] = edgetpu[cut["id"]]
     return data
 
 
@@ -118,15 +120,15 @@ def _template(name):
     return resources.files("partnner_tf.boards").joinpath(name).read_text(encoding="utf-8")
 
 
-def _stage(stage, manifest, board, fit, config, curve_paths, wheel_files):
+def _stage(stage, manifest, board, fit, config, curve_paths, wheel_files, edgetpu):
     """Lay out the bundle's files in ``stage``."""
-    (stage / "model" / "prefixes").mkdir(parents=True)
+    (stage / "model" / "prefixes").mkdir(parents=True, exist_ok=True)
     for cut_id in fit.edge_cuts:
         rel = manifest.cuts[cut_id].prefix
         dst = stage / "model" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(manifest.path(rel), dst)
-    data = _bundle_manifest(manifest, board, fit.fitting)
+    data = _bundle_manifest(manifest, board, fit.fitting, edgetpu)
     (stage / "model" / MANIFEST_NAME).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     (stage / "wheels").mkdir()
     for w in wheel_files:
@@ -146,7 +148,7 @@ def _stage(stage, manifest, board, fit, config, curve_paths, wheel_files):
 
 
 def make_bundle(out, board, output, *, cloud=None, policy="partnner", curve_keys=None, source="random",
-                frames=SERVICE_FRAMES, cache=None, wheel=None, offline=False, extra_files=None):
+                frames=SERVICE_FRAMES, cache=None, wheel=None, offline=False, edgetpu=False, calibration=None):
     """Bundle the converted model at ``out`` for ``board`` into ``output`` (a .tar.gz).
 
     Args:
@@ -157,7 +159,9 @@ def make_bundle(out, board, output, *, cloud=None, policy="partnner", curve_keys
         cache: wheel cache folder (default ``~/.cache/partnner-tf/wheels``).
         wheel: a built partnner-tf wheel to use instead of building one from the source tree.
         offline: never download; every wheel must be in the cache.
-        extra_files: {relative path in the bundle: source path} added as they are (Edge TPU files).
+        edgetpu: add full-int8 prefixes for the Edge TPU (compiled when edgetpu_compiler is on
+            PATH) under model/edgetpu/, each cut's entry in the manifest's ``edgetpu`` field.
+        calibration: images or .npy frames calibrating those int8 prefixes (random otherwise).
 
     Raises:
         UnknownBoardError, BoardFitError, ManifestError, PartnnerError: naming what is wrong.
@@ -205,10 +209,19 @@ def make_bundle(out, board, output, *, cloud=None, policy="partnner", curve_keys
         }
         stage = tmp / "stage"
         stage.mkdir()
-        for rel, src in sorted((extra_files or {}).items()):
-            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, stage / rel)
-        _stage(stage, manifest, board, fit, config, curve_paths, wheel_files)
+        tpu = {}
+        if edgetpu:
+            from partnner_tf.boards.edgetpu import EDGETPU_DIR, build_edgetpu_prefixes
+
+            tpu, message = build_edgetpu_prefixes(manifest, fit.edge_cuts, stage / "model" / EDGETPU_DIR,
+                                                  calibration=calibration)
+            # The float prefixes stay for the CPU; the notes now speak of the int8 copies.
+            notes = [n for n in notes if "needs full" not in n]
+            notes.append(f"cuts {sorted(tpu)}: full-int8 Edge TPU prefixes in model/{EDGETPU_DIR}/")
+            if message:
+                notes.append(message)
+            config["edgetpu"] = {"cuts": sorted(tpu), "compiled": message is None}
+        _stage(stage, manifest, board, fit, config, curve_paths, wheel_files, tpu)
         top = f"partnner-{manifest.name}-{board.name}"
         write_tar_gz(stage, output, top, wheelmod.source_epoch())
     return BundleResult(

@@ -74,6 +74,8 @@ def fit(out, board_name, require_accelerator):
 @click.option("--curve-keys", type=click.Path(exists=True, file_okay=False),
               help="Folder from `partnner keys generate` (server.key, client.key, client.key_secret).")
 @click.option("--source", default="random", show_default=True, help="The service's frame source on the board.")
+@click.option("--frames", default=1_000_000, show_default=True, type=click.IntRange(min=1),
+              help="Frames per run of the service (systemd restarts it after each run).")
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False),
               help="A built partnner-tf wheel (default: build one from the source tree).")
 @click.option("--wheel-cache", type=click.Path(file_okay=False), help="Wheel cache (default ~/.cache/partnner-tf/wheels).")
@@ -82,20 +84,18 @@ def fit(out, board_name, require_accelerator):
               help="Full-int8 Edge TPU prefixes (default: when the board has an Edge TPU).")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False),
               help="Images or .npy frames calibrating the Edge TPU's int8 prefixes.")
-def bundle(out, board_name, output, cloud, policy, curve_keys, source, wheel, wheel_cache, offline,
+def bundle(out, board_name, output, cloud, policy, curve_keys, source, frames, wheel, wheel_cache, offline,
            edgetpu, calibration):
     """Bundle the model converted in OUT for a board: wheels, prefixes, config, install.sh, unit."""
     from partnner_tf.boards.bundle import make_bundle
     from partnner_tf.boards.registry import get_board
 
     b = get_board(board_name)
-    extra = {}
-    if edgetpu or (edgetpu is None and b.accelerator == "edgetpu"):
-        from partnner_tf.boards.edgetpu import edgetpu_files
-
-        extra = edgetpu_files(out, calibration=calibration, echo=lambda m: click.echo(m, err=True))
+    if edgetpu is None:
+        edgetpu = b.accelerator == "edgetpu"
     r = make_bundle(out, b, output, cloud=cloud, policy=policy, curve_keys=curve_keys, source=source,
-                    cache=wheel_cache, wheel=wheel, offline=offline, extra_files=extra)
+                    frames=frames, cache=wheel_cache, wheel=wheel, offline=offline, edgetpu=edgetpu,
+                    calibration=calibration)
     for note in r.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"{r.path}: {r.bytes / 1e6:.1f} MB, sha256 {r.sha256}")
