@@ -62,7 +62,8 @@ def fit(out, board_name, require_accelerator):
     for p in report.platform_problems:
         click.echo(f"platform: {p}")
     report.check()
-    click.echo(f"{len(report.edge_cuts)} of {len(report.cuts) - 1} edge cuts fit")
+    click.echo(f"{len(report.edge_cuts)} of {len(report.cuts) - 1} edge cuts fit; "
+               f"all of them loaded at once: {report.all_loaded_mb:.0f} MB")
 
 
 @board.command()
