@@ -158,6 +158,9 @@ class EdgeRuntime:
             result = self._partitioned(n, x, chosen, t0)
         self.stats["frames"] += 1
         self.stats["fallbacks"] += result.fallback
+        if result.cut != self._current:
+            self.stats["swaps"] += self._current is not None
+            self._current = result.cut
         self._prefetch(result.cut)
         return result
 
@@ -201,9 +204,6 @@ class EdgeRuntime:
             self.cache.prefetch([chosen])
             self.stats["deferred"] += 1
             cut = self._current
-        if cut != self._current:
-            self.stats["swaps"] += self._current is not None
-            self._current = cut
         if cut == self.edge_cut:
             return cut, None
         prefix = self.cache.get(cut) if self.manifest.cuts[cut].prefix is not None else None

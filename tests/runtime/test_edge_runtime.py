@@ -184,3 +184,42 @@ def test_board_sets_threads_and_a_missing_accelerator_falls_back_to_cpu(residual
             assert_matches(rt.infer(frames[1]), reference, 1)
     with pytest.raises(UnknownBoardError, match="rpi4"):
         EdgeRuntime(residual_out, selector="edge", board="toaster")
+
+
+class _Schedule:
+    """A selector object playing a list of cuts (any object with choose/observe will do)."""
+
+    name = "schedule"
+
+    def __init__(self, cuts):
+        self.cuts = iter(cuts)
+        self.seen = []
+
+    def choose(self):
+        return next(self.cuts)
+
+    def observe(self, obs):
+        self.seen.append(obs.cut)
+
+
+def test_swaps_never_load_in_a_frame_after_the_first(residual_out, daemon, frames, reference):
+    n = _n_cuts(residual_out)
+    plan = [1 + (k * 3) % (n - 1) for k in range(3 * len(frames))]  # jumps over every cut but 0
+    sel = _Schedule(plan)
+    with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector=sel, prefetch_radius=0) as rt:
+        results = [rt.infer(frames[k % len(frames)]) for k in range(len(plan))]
+        misses = rt.cache.stats["misses"]
+    for k, (want, r) in enumerate(zip(plan, results)):
+        assert not r.fallback, r.error
+        assert_matches(r, reference, k % len(frames))
+        if r.cut != want:  # a deferred swap: the previous frame's cut ran again
+            assert r.chosen == want and r.cut == results[k - 1].cut
+    assert misses == 2  # the pinned edge-only model and the first frame's cut; nothing else
+    assert sel.seen == [r.cut for r in results]
+
+
+def test_top_level_cli_lists_edge_run():
+    from partnner_tf.cli import cli
+
+    res = CliRunner().invoke(cli, ["edge", "run", "--help"])
+    assert res.exit_code == 0 and "--policy" in res.output and "--log" in res.output
