@@ -11,7 +11,7 @@ import zmq
 
 from partnner_tf import protocol
 from partnner_tf.constants import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
-from partnner_tf.errors import ProtocolError
+from partnner_tf.errors import CloudError, ProtocolError
 from partnner_tf.runtime.cloud.logs import event
 from partnner_tf.runtime.cloud.models import ModelStore, check_finite
 from partnner_tf.runtime.cloud.stats import Stats
@@ -65,29 +65,21 @@ class Daemon:
     # -- start-up ------------------------------------------------------------------------------
 
     def start(self):
-        """Load models, warm the preloaded cuts, bind; returns the bound endpoint."""
+        """Bind, load models, warm the preloaded cuts, start workers; returns the bound endpoint.
+
+        Binding comes first so that a taken port fails in milliseconds, not after the warm-up;
+        requests that arrive meanwhile wait in the socket.
+        """
         t0 = time.perf_counter()
         # One tf.function per cut, each traced once, trips TensorFlow's "retracing" heuristic.
         logging.getLogger("tensorflow").addFilter(_NoRetraceWarning())
+        self._bind()
         self.store.load()
         t_load = time.perf_counter() - t0
         first, later = self.store.plan(self.preload)
         for name, cut in first:
             self.store.suffix(name, cut)
         t_warm = time.perf_counter() - t0 - t_load
-        self.ctx = zmq.Context()
-        self._auth = None
-        self.front = self.ctx.socket(zmq.ROUTER)
-        self.front.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        # Report a vanished client as an error we can log instead of dropping silently.
-        self.front.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.front.linger = 1000
-        if self.curve is not None:
-            self._auth = _start_auth(self.ctx, self.curve[2])
-            self.front.curve_server = True
-            self.front.curve_publickey, self.front.curve_secretkey = self.curve[0], self.curve[1]
-        self.front.bind(self.bind)
-        self.endpoint = self.front.getsockopt_string(zmq.LAST_ENDPOINT)
         self.replies = self.ctx.socket(zmq.PULL)
         self.replies.bind(REPLIES)
         for i in range(self.workers):
@@ -107,6 +99,28 @@ class Daemon:
         event(log, logging.INFO, "serving", endpoint=self.endpoint, models=sorted(self.store.models),
               workers=self.workers, curve=self.curve is not None, **self.startup)
         return self.endpoint
+
+    def _bind(self):
+        self.ctx = zmq.Context()
+        self._auth = None
+        self.front = self.ctx.socket(zmq.ROUTER)
+        self.front.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        # Report a vanished client as an error we can log instead of dropping silently.
+        self.front.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.front.linger = 1000
+        if self.curve is not None:
+            self._auth = _start_auth(self.ctx, self.curve[2])
+            self.front.curve_server = True
+            self.front.curve_publickey, self.front.curve_secretkey = self.curve[0], self.curve[1]
+        try:
+            self.front.bind(self.bind)
+        except zmq.ZMQError as exc:
+            self.front.close(linger=0)
+            if self._auth is not None:
+                self._auth.stop()
+            self.ctx.term()
+            raise CloudError("bind_failed", f"cannot bind {self.bind}: {exc.strerror}") from None
+        self.endpoint = self.front.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def _warm(self, pairs):
         t0 = time.perf_counter()
@@ -134,8 +148,6 @@ class Daemon:
             if self._stopping.is_set() and drain_until is None:
                 drain_until = time.monotonic() + self.drain_timeout_s
                 event(log, logging.INFO, "draining", in_flight=self._inflight)
-            if drain_until is not None and (self._inflight == 0 or time.monotonic() > drain_until):
-                break
             events = dict(poller.poll(POLL_MS))
             if self.replies in events:
                 self._forward_replies()
@@ -146,6 +158,12 @@ class Daemon:
                     except zmq.Again:
                         break
                     self._handle(frames)
+            # Draining ends once nothing is in flight and a whole poll brought no new message:
+            # requests already on the wire when the signal came are answered, not lost.
+            if drain_until is not None and (
+                (self._inflight == 0 and not events) or time.monotonic() > drain_until
+            ):
+                break
         self._close()
 
     def stop(self):
