@@ -106,7 +106,7 @@ def summary(results, runtime):
     fallbacks = sum(r["fallback"] for r in results)
     p50, p95, p99 = np.percentile(total, [50, 95, 99])
     return "\n".join([
-        f"model {runtime.manifest.name}: {len(results)} frames, policy {runtime.selector.name}, "
+        f"model {runtime.manifest.name}: {len(results)} frames, policy {getattr(runtime.selector, 'name', type(runtime.selector).__name__)}, "
         f"{runtime.threads or 'default'} threads",
         f"latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  mean {total.mean():.2f}",
         f"mean ms: edge {mean['edge_s']:.2f}  transfer {mean['transfer_s']:.2f}  cloud {mean['cloud_s']:.2f}",
