@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from partnner_tf.constants import DEFAULT_ENDPOINT, ENV_ENDPOINT
+from partnner_tf.constants import DEFAULT_ENDPOINT, ENV_ENDPOINT, MAX_MESSAGE_BYTES
 
 
 def _client(endpoint, server_key, client_key):
@@ -50,13 +50,15 @@ def cloud():
 @click.option("--allowed-clients", type=click.Path(exists=True, file_okay=False),
               help="Folder of the clients' public .key files admitted under CURVE.")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback bind without CURVE.")
+@click.option("--max-message-bytes", default=MAX_MESSAGE_BYTES, show_default=True, type=click.IntRange(1024),
+              help="Largest request ZeroMQ accepts; a peer sending more is disconnected.")
 @click.option("--drain-timeout", default=30.0, show_default=True,
               help="On SIGTERM/SIGINT, seconds to finish the requests in flight.")
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(outs, bind, workers, max_queue, preload, curve_secret, allowed_clients, insecure, drain_timeout,
-          log_json, log_level):
+def serve(outs, bind, workers, max_queue, preload, curve_secret, allowed_clients, insecure, max_message_bytes,
+          drain_timeout, log_json, log_level):
     """Serve the converted models in OUTS (folders with manifest.json) until SIGTERM."""
     from partnner_tf.runtime.cloud import logs, security
 
@@ -67,7 +69,7 @@ def serve(outs, bind, workers, max_queue, preload, curve_secret, allowed_clients
     from partnner_tf.runtime.cloud.server import Daemon
 
     daemon = Daemon(outs, bind, workers=workers, max_queue=max_queue, preload=preload, curve=curve,
-                    drain_timeout_s=drain_timeout)
+                    max_message_bytes=max_message_bytes, drain_timeout_s=drain_timeout)
     endpoint = daemon.start()
     click.echo(f"READY {endpoint}")
     sys.stdout.flush()

@@ -42,15 +42,18 @@ class Daemon:
         preload: ``all``, ``none`` or cut ids ``0,3,5`` to warm before serving; the rest is
             warmed in the background after start.
         curve: None, or ``(public, secret, allowed_dir)`` to require CURVE.
+        max_message_bytes: ZMQ_MAXMSGSIZE; a peer sending more is disconnected by libzmq.
         drain_timeout_s: on SIGTERM, how long to wait for requests in flight.
     """
 
-    def __init__(self, outs, bind, *, workers=1, max_queue=64, preload="all", curve=None, drain_timeout_s=30.0):
+    def __init__(self, outs, bind, *, workers=1, max_queue=64, preload="all", curve=None,
+                 max_message_bytes=MAX_MESSAGE_BYTES, drain_timeout_s=30.0):
         self.bind = bind
         self.workers = workers
         self.preload = preload
         self.curve = curve
         self.drain_timeout_s = drain_timeout_s
+        self.max_message_bytes = max_message_bytes
         self.store = ModelStore(outs)
         self.jobs = queue.Queue(maxsize=max_queue)
         self.stats = Stats()
@@ -104,7 +107,7 @@ class Daemon:
         self.ctx = zmq.Context()
         self._auth = None
         self.front = self.ctx.socket(zmq.ROUTER)
-        self.front.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.front.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         # Report a vanished client as an error we can log instead of dropping silently.
         self.front.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.front.linger = 1000
