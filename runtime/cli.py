@@ -107,7 +107,7 @@ def summary(results, runtime):
     p50, p95, p99 = np.percentile(total, [50, 95, 99])
     return "\n".join([
         f"model {runtime.manifest.name}: {len(results)} frames, policy {getattr(runtime.selector, 'name', type(runtime.selector).__name__)}, "
-        f"{runtime.threads or 'default'} threads",
+        f"{runtime.threads} thread(s)",
         f"latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  mean {total.mean():.2f}",
         f"mean ms: edge {mean['edge_s']:.2f}  transfer {mean['transfer_s']:.2f}  cloud {mean['cloud_s']:.2f}",
         "cuts: " + ", ".join(f"{c}x{n}" for c, n in sorted(cuts.items())),

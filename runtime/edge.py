@@ -10,7 +10,7 @@ import numpy as np
 from partnner_tf.errors import CloudError, InputError, PartnnerError
 from partnner_tf.manifest import load_manifest, verify_files
 from partnner_tf.runtime.cache import DEFAULT_BUDGET_BYTES, PrefixCache
-from partnner_tf.runtime.interpreter import load_prefix
+from partnner_tf.runtime.interpreter import default_threads, load_prefix
 from partnner_tf.runtime.link import Link
 from partnner_tf.selector import Observation, make_selector
 
@@ -86,7 +86,7 @@ class EdgeRuntime:
         if self.edge_cut is None:
             raise PartnnerError(f"{m.root}: model {m.name!r} has no edge-only cut; the edge cannot fall back")
         threads, delegate = _board_defaults(board, threads, self.options["delegate"])
-        self.threads = threads
+        self.threads = threads = int(threads) if threads else default_threads()
         self._keys(m)
         self.selector = self._selector(selector, cloud is not None)
         self._owns_client = False
