@@ -211,11 +211,13 @@ def rank_fixed(manifest, profile, link, frames_s, n_frames):
 def start_daemon(outs, workers=1, log_path=None):
     from partnner_tf.runtime.cloud.spawn import start_daemon as _start
 
-    return _start([str(o) for o in outs], args=("--workers", str(workers)), timeout_s=600, log_path=log_path)
+    daemon = _start([str(o) for o in outs], args=("--workers", str(workers)), timeout_s=600, log_path=log_path)
+    procs.adopt(daemon.proc)
+    return daemon
 
 
 def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, host_profile,
-             load=None, fixed_top=2, progress=print):
+             load=None, fixed_top=2, max_run_s=0.0, progress=print):
     """Every policy of one (model, board, link) cell; returns ``{name: Run}`` and the board profile."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +232,7 @@ def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, ho
         t0 = time.monotonic()
         try:
             got = run_edge(out, policy, frames=frames, log_path=path, emulation=emu, daemon_endpoint=daemon_endpoint,
-                           link=link, profile=profile, load=load, stats_path=stats)
+                           link=link, profile=profile, load=load, stats_path=stats, duration_s=max_run_s)
             runs[name] = Run(name, got, link_stats=read_stats(stats))
             r = runs[name]
             progress(f"    {name:<14} mean {r.mean_s * 1e3:8.1f} ms  p95 {r.p95_s * 1e3:8.1f} ms  "
@@ -277,7 +279,7 @@ def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, ho
 
 
 def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, load=None, fixed_top=2,
-               sim=True, progress=print):
+               sim=True, max_run_s=0.0, progress=print):
     """Run the whole matrix; writes per-frame logs under ``out_dir`` and returns the cell results.
 
     Args:
@@ -314,14 +316,16 @@ def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, 
                     try:
                         cell["runs"], cell["profile"] = run_cell(
                             m, b, lk, policies=policies, frames=frames, workdir=wd, daemon_endpoint=daemon.endpoint,
-                            host_profile=profiles[str(m)], load=load, fixed_top=fixed_top, progress=progress)
+                            host_profile=profiles[str(m)], load=load, fixed_top=fixed_top, max_run_s=max_run_s,
+                            progress=progress)
                     except (PartnnerError, OSError) as exc:
                         cell["error"] = str(exc)
                         progress(f"    cell FAILED: {exc}")
                     if sim and "runs" in cell:
                         from partnner_tf.testbed.simcheck import simulate_cell
 
-                        cell["sim"] = simulate_cell(cell, frames, load=load, progress=progress)
+                        n = min((len(r.frames) for r in cell["runs"].values() if r.ok), default=frames)
+                        cell["sim"] = simulate_cell(cell, n, load=load, progress=progress)
                     cells.append(cell)
     finally:
         daemon.stop()

@@ -38,9 +38,11 @@ def ensure_converted(model, input_shape, dest, progress=click.echo):
 @click.option("--load", help="Cloud load: concurrent clients from time T, e.g. 0=0,10=2,20=0.")
 @click.option("--fixed-top", type=click.IntRange(min=0), default=2, show_default=True,
               help="Middle cuts tried for the best fixed cut (ranked by the board's profile).")
+@click.option("--max-run-s", type=click.FloatRange(min=0), default=0.0,
+              help="Stop each run after this many seconds (0: run every frame).")
 @click.option("--no-sim", is_flag=True, help="Skip the partnner sim comparison.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="bench-results", show_default=True)
-def bench(models, input_shape, boards, links, policies, frames, load, fixed_top, no_sim, out_dir):
+def bench(models, input_shape, boards, links, policies, frames, load, fixed_top, max_run_s, no_sim, out_dir):
     """Run models x boards x links x policies with real processes; write logs, CSV, table and plots."""
     from partnner_tf.testbed.bench import run_matrix
     from partnner_tf.testbed.report import write_all
@@ -49,7 +51,8 @@ def bench(models, input_shape, boards, links, policies, frames, load, fixed_top,
     out = Path(out_dir)
     outs = [ensure_converted(m, input_shape, out / "models" / m.split(".")[-1]) for m in models]
     cells = run_matrix(outs, list(boards), list(links), policies=[p.strip() for p in policies.split(",")],
-                       frames=frames, out_dir=out, load=load, fixed_top=fixed_top, sim=not no_sim)
+                       frames=frames, out_dir=out, load=load, fixed_top=fixed_top, sim=not no_sim,
+                       max_run_s=max_run_s)
     text = write_all(cells, out)
     click.echo(text)
     click.echo(f"results: {out}/table.md, {out}/results.csv, {out}/speedups.png, {out}/cells/*/timeline.png")
@@ -59,10 +62,14 @@ def bench(models, input_shape, boards, links, policies, frames, load, fixed_top,
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="demo-results", show_default=True)
 @click.option("--frames", type=click.IntRange(min=10), default=240, show_default=True)
 @click.option("--board", default="rpi4", show_default=True)
-@click.option("--input-shape", default="160,160,3", show_default=True)
-def demo(out_dir, frames, board, input_shape):
+@click.option("--input-shape", default="224,224,3", show_default=True)
+@click.option("--model", default="keras.applications.MobileNetV2", show_default=True,
+              help="A keras.applications name, a model file, or a converted folder.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=5), default=48.0, show_default=True,
+              help="Seconds per policy run (the link and load schedules span 48 s).")
+def demo(out_dir, frames, board, input_shape, model, duration_s):
     """MobileNetV2 over an emulated LTE link that drops and recovers, a cloud whose load steps: watch the cut move."""
     from partnner_tf.testbed.demo import run_demo
 
     procs.install_handlers()
-    run_demo(Path(out_dir), frames=frames, board=board, input_shape=input_shape)
+    run_demo(Path(out_dir), frames=frames, board=board, input_shape=input_shape, model=model, duration_s=duration_s)

@@ -29,7 +29,7 @@ def run_demo(out_dir, frames=240, board="rpi4", input_shape="224,224,3", duratio
     emu = emulation_for(board)
     echo(f"board {board}: {emu['cpus']} core(s) at {emu['quota']:.3f} of a core each"
          + ("" if cap.can_cap else f" -- NOT emulated: {cap.reason}"))
-    out = ensure_converted(model, input_shape, out_dir / "models" / model.split(".")[-1], progress=echo)
+    out = ensure_converted(model, input_shape, out_dir / "models" / Path(model).name.split(".")[-1], progress=echo)
     manifest = load_manifest(out)
     names = {c.id: (c.layers[-1] if c.layers else "input") for c in manifest.cuts}
     echo(f"{manifest.name}: {len(manifest.cuts)} cuts (0 = cloud-only, {manifest.edge_only} = edge-only)")

@@ -69,9 +69,22 @@ def terminate(proc, timeout_s=10.0):
     return proc.returncode
 
 
+def adopt(proc):
+    """Track a child started elsewhere (in our own process group) so cleanup ends it too."""
+    proc._partnner_adopted = True
+    with _LOCK:
+        _LIVE[proc.pid] = proc
+    return proc
+
+
 def _signal_group(proc, sig):
     try:
-        os.killpg(proc.pid, sig)
+        if getattr(proc, "_partnner_adopted", False):
+            # Not a group leader: signal the process alone, never our own group.
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        else:
+            os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 

@@ -1,0 +1,66 @@
+"""A small bench matrix with real processes (two models x two boards x two links) asserting issue 6's goals."""
+
+import math
+
+import pytest
+
+from partnner_tf.testbed.bench import link_presets, resolve_link, run_matrix
+from partnner_tf.testbed.report import GOAL_VS_BASELINE, GOAL_VS_FIXED, cell_metrics, write_all
+
+FRAMES = 30
+
+
+def conv_model():
+    """A small conv net whose boundaries shrink fast: MobileNet-like cost at a fraction of the cuts."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((96, 96, 3), name="image")
+    x = inp
+    for i, ch in enumerate((16, 32, 64, 128)):
+        x = layers.Conv2D(ch, 3, strides=2, padding="same", activation="relu", name=f"conv{i}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    out = layers.Dense(10, name="logits")(x)
+    return keras.Model(inp, out, name="small_conv")
+
+
+@pytest.fixture(scope="module")
+def conv_out(tmp_path_factory):
+    from partnner_tf.converters import convert
+
+    out = tmp_path_factory.mktemp("small-conv") / "out"
+    convert(conv_model(), out, cuts="pareto", cache_dir=tmp_path_factory.mktemp("conv-cache"))
+    return out
+
+
+def test_link_presets_and_specs():
+    assert {"wifi", "lte", "3g"} <= set(link_presets())
+    custom = resolve_link("const:5e6|const:20e6|15")
+    assert custom.delay_s == pytest.approx(0.015)
+    with pytest.raises(Exception, match="unknown link"):
+        resolve_link("carrier-pigeon")
+
+
+@pytest.mark.slow
+def test_small_matrix_meets_the_goals(mobilenet_out, conv_out, tmp_path):
+    lines = []
+    cells = run_matrix([mobilenet_out, conv_out], ["rpi4", "rpi3b"], ["wifi", "lte"],
+                       policies=("edge", "cloud", "partnner", "best-fixed"), frames=FRAMES,
+                       out_dir=tmp_path, fixed_top=1, sim=False, progress=lines.append)
+    table = write_all(cells, tmp_path)
+    assert len(cells) == 8
+    assert (tmp_path / "results.csv").read_text().count("\n") >= 8 * 4
+    failures = []
+    for cell in cells:
+        assert "runs" in cell, cell.get("error")
+        for name in ("edge", "cloud", "partnner", "best-fixed"):
+            run = cell["runs"][name]
+            assert run.ok and len(run.frames) == FRAMES, f"{name}: {run.error}"
+        m = cell_metrics(cell)
+        assert not math.isnan(m["p_over_better"])
+        if not (m["goal_baseline"] and m["goal_fixed"]):
+            failures.append(f"{cell['model']}/{cell['board']}/{cell['link']}: partnner / better baseline "
+                            f"{m['p_over_better']:.2f} (goal {GOAL_VS_BASELINE}), / best fixed "
+                            f"{m['p_over_fixed']:.2f} (goal {GOAL_VS_FIXED})")
+    assert not failures, "\n".join(failures) + "\n" + table
