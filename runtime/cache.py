@@ -19,13 +19,19 @@ class PrefixCache:
     that a swap to a cut already prefetched costs nothing. ``pin`` keeps a cut loaded whatever
     the budget (the edge-only fallback must never wait for a load).
 
+    Building an interpreter (``allocate_tensors``) holds the GIL for up to tens of milliseconds,
+    which would stall a frame running meanwhile; so a background load first waits, at most
+    ``idle_wait_s``, for the frame thread to set :attr:`idle` (it does while it waits for the
+    cloud, with the GIL released), and the load then overlaps that wait instead of a frame.
+
     Args:
         paths: ``{cut_id: path}`` of every prefix that may be loaded.
         loader: ``loader(path) -> Prefix``.
         budget_bytes: memory budget; a single prefix larger than it is still loaded (alone).
+        idle_wait_s: longest a background load waits for an idle window.
     """
 
-    def __init__(self, paths, loader, budget_bytes=DEFAULT_BUDGET_BYTES):
+    def __init__(self, paths, loader, budget_bytes=DEFAULT_BUDGET_BYTES, idle_wait_s=0.25):
         self._paths = dict(paths)
         self._loader = loader
         self.budget_bytes = int(budget_bytes)
@@ -36,6 +42,8 @@ class PrefixCache:
         self._queue = deque()
         self._cv = threading.Condition()
         self._closed = False
+        self.idle = threading.Event()
+        self.idle_wait_s = float(idle_wait_s)
         self.stats = {"hits": 0, "misses": 0, "waits": 0, "prefetched": 0, "evicted": 0}
         self._thread = threading.Thread(target=self._worker, name="prefix-prefetch", daemon=True)
         self._thread.start()
@@ -123,6 +131,7 @@ class PrefixCache:
                 cut = self._queue.popleft()
                 event = self._loading[cut]
             try:
+                self.idle.wait(self.idle_wait_s)
                 self._load(cut)
                 with self._cv:
                     self.stats["prefetched"] += 1

@@ -227,14 +227,17 @@ class EdgeRuntime:
         nbytes = sum(t.nbytes for t in tensors)
         deadline = self._deadline(cut)
         t1 = _now()
+        self.cache.idle.set()  # background loads may hold the GIL while we wait for the cloud
         try:
             reply = self.client.infer(self.manifest.name, cut, tensors, deadline)
             outputs = list(reply.outputs)
             self._check_reply(cut, outputs)
         except (PartnnerError, OSError, RuntimeError) as exc:
             # zmq.ZMQError is a RuntimeError; any failure of the cloud leg is finished on the edge.
+            self.cache.idle.clear()
             return self._fallback(n, x, cut, chosen, t0, edge_s, _now() - t1, nbytes, exc)
         rtt = _now() - t1
+        self.cache.idle.clear()
         cloud_s = float(reply.queue_s) + float(reply.compute_s)
         transfer_s = max(0.0, rtt - cloud_s)
         self.selector.observe(Observation(
