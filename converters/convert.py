@@ -83,6 +83,7 @@ def convert(model, out_dir, *, input_shape=None, cuts="pareto", quantize="none",
                  for cut_id, p in enumerate(chosen)]
         results = _run_tasks(tasks, store, staging / MODEL_FILE, quantize, frames, select_tf_ops,
                              jobs, progress)
+        _warn_unverified(tasks, results)
         manifest = _manifest(keras_model, name, chosen, tasks, results, quantize, cuts, len(points) - 2,
                              model_key, staging)
         write_json_atomic(staging / MANIFEST_NAME, manifest)
@@ -91,6 +92,17 @@ def convert(model, out_dir, *, input_shape=None, cuts="pareto", quantize="none",
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return load_manifest(out)
+
+
+def _warn_unverified(tasks, results):
+    skipped = [t.cut_id for t in tasks if results[t.cut_id]["verify"].get("prefix_unverified")]
+    if skipped:
+        warnings.warn(
+            f"cuts {skipped}: the TFLite prefix holds TensorFlow (Flex) ops that the LiteRT "
+            "interpreter here cannot run, so only their suffix was verified (fed by the Keras "
+            "prefix); the board needs an interpreter with the Flex delegate",
+            stacklevel=3,
+        )
 
 
 def _check_out(out):

@@ -2,8 +2,6 @@
 
 import logging
 import re
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -85,9 +83,11 @@ def random_frames(input_shape, n=CALIBRATION_FRAMES, seed=0):
 def convert_prefix(model, layer, quantize="none", calibration=None, select_tf_ops=False):
     """TFLite flatbuffer of the prefix ending at ``layer`` (the whole model for None).
 
-    Goes through ``model.export()`` and ``TFLiteConverter.from_saved_model``: about twice as fast as
-    ``from_keras_model`` (MEASURED.md), and unlike ``from_concrete_functions`` with a trackable
-    object it keeps the weights.
+    Converts a concrete function of the prefix (batch 1) without a trackable object, then writes
+    the ``serving_default`` signature into the flatbuffer (:func:`add_signature`). Measured here:
+    4-7x faster than ``model.export()`` + ``from_saved_model`` (MobileNetV2 full model 6.8 s vs
+    32 s), same bytes to within metadata, same outputs. With a trackable object the weights are
+    not embedded (NaN outputs, MEASURED.md), so none is passed.
 
     Args:
         calibration: list of input frames for int8 (random ones, with a warning, when None).
@@ -100,46 +100,86 @@ def convert_prefix(model, layer, quantize="none", calibration=None, select_tf_op
     if quantize not in QUANTIZATIONS:
         raise ConversionError(f"quantize: expected one of {QUANTIZATIONS}, received {quantize!r}")
     sub = prefix_model(model, layer)
-    tmp = tempfile.mkdtemp(prefix="partnner-export-")
+    inp = model.inputs[0]
+    spec = tf.TensorSpec((1, *inp.shape[1:]), inp.dtype or "float32", name=input_key(model))
+    fn = tf.function(lambda x: sub(x, training=False)).get_concrete_function(spec)
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # the "deprecated conversion path" notice is expected
+    try:
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn])
+    finally:
+        absl.setLevel(level)
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        frames = calibration
+        if frames is None:
+            warnings.warn(RANDOM_CALIBRATION_WARNING, stacklevel=2)
+            frames = random_frames(tuple(inp.shape[1:]))
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([f] for f in frames)
+        # Integer kernels inside, float32 in and out: the boundary stays float32.
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    if select_tf_ops:
+        ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+    conv.target_spec.supported_ops = ops
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sub.export(tmp, format="tf_saved_model", verbose=False)
-        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if select_tf_ops:
-            ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
-        if quantize == "fp16":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.target_spec.supported_types = [tf.float16]
-        elif quantize == "int8":
-            frames = calibration
-            if frames is None:
-                warnings.warn(RANDOM_CALIBRATION_WARNING, stacklevel=2)
-                frames = random_frames(tuple(model.inputs[0].shape[1:]))
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = lambda: ([f] for f in frames)
-            # Integer kernels inside, float32 in and out: the boundary stays float32.
-            ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-            if select_tf_ops:
-                ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
-        conv.target_spec.supported_ops = ops
-        try:
-            return conv.convert()
-        except Exception as exc:  # the converter raises ConverterError or bare Exception
-            raise _conversion_error(exc, layer, select_tf_ops, [l.name for l in sub.layers]) from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            blob = conv.convert()
+    except Exception as exc:  # the converter raises ConverterError or bare Exception
+        raise _conversion_error(exc, layer, select_tf_ops, sub, fn.graph) from exc
+    outputs = [t.name.split(":")[0] for t in fn.outputs]
+    return add_signature(blob, input_key(model), outputs)
 
 
-def _conversion_error(exc, layer, select_tf_ops, layer_names=()):
+def input_key(model):
+    """Signature key of the model input in every prefix: the Keras input's name."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", model.inputs[0].name) or "input"
+
+
+def add_signature(blob, input_name, output_tensors):
+    """Write a ``serving_default`` signature into a flatbuffer that has none.
+
+    The input is keyed ``input_name``; outputs ``output_0``, ``output_1``... in the order of the
+    converted function's outputs (matched by tensor name, since TFLite may reorder them).
+    """
+    from tensorflow.lite.python import schema_py_generated as fb
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
+    graph = model.subgraphs[0]
+    names = {graph.tensors[i].name.decode(): i for i in graph.outputs}
+    if len(graph.inputs) != 1 or sorted(names) != sorted(output_tensors):
+        raise ConversionError(
+            f"unexpected TFLite graph: inputs {list(graph.inputs)}, outputs {sorted(names)}; "
+            f"expected one input and outputs {output_tensors}"
+        )
+
+    def tensor_map(key, index):
+        t = fb.TensorMapT()
+        t.name, t.tensorIndex = key, int(index)
+        return t
+
+    sig = fb.SignatureDefT()
+    sig.signatureKey, sig.subgraphIndex = "serving_default", 0
+    sig.inputs = [tensor_map(input_name, graph.inputs[0])]
+    sig.outputs = [tensor_map(f"output_{i}", names[n]) for i, n in enumerate(output_tensors)]
+    model.signatureDefs = [sig]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _conversion_error(exc, layer, select_tf_ops, sub, graph):
     text = str(exc)
     ops = set(re.findall(r"'(tf\.[A-Za-z0-9_]+)' op", text))
     for listed in re.findall(r"(?:Custom|Flex|TF Select) ops: ([^\n]+)", text):
         ops.update(f"tf.{o.strip()}" for o in listed.split(",") if o.strip())
     where = f"the prefix up to layer {layer!r}" if layer else "the whole model"
     if ops:
-        culprits = _layers_in(text, layer_names)
+        culprits = _layers_with_ops(graph, {o[3:] for o in ops}, {lay.name for lay in sub.layers})
         inside = f" in layer(s) {', '.join(culprits)}" if culprits else ""
         hint = (
             "" if select_tf_ops else
@@ -153,15 +193,15 @@ def _conversion_error(exc, layer, select_tf_ops, layer_names=()):
     return ConversionError(f"TFLite conversion of {where} failed: {first}")
 
 
-def _layers_in(text, layer_names):
-    """Layer names found in the converter's op locations ("model_1/layer_1/Op@...")."""
-    names = set(layer_names)
+def _layers_with_ops(graph, op_types, layer_names):
+    """Layers whose name scope holds an op of ``op_types`` in the traced prefix graph."""
     found = []
-    for path in re.findall(r'"([^"@]+)@', text):
-        for seg in path.split("/"):
-            base = re.sub(r"_\d+$", "", seg)
-            for cand in (seg, base):
-                if cand in names and cand not in found:
+    for op in graph.get_operations():
+        if op.type not in op_types:
+            continue
+        for seg in op.name.split("/"):
+            for cand in (seg, re.sub(r"_\d+$", "", seg)):  # Keras suffixes scopes with _1, _2
+                if cand in layer_names and cand not in found:
                     found.append(cand)
     return found
 

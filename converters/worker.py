@@ -95,7 +95,8 @@ def build(task):
     if len(inputs) != 1:
         raise ConversionError(f"prefix of cut {task.cut_id} has {len(inputs)} inputs; expected 1")
     figures = verify.verify_cut(model, cut, blob, _STATE["frames"], _STATE["reference"], opt.quantize,
-                                input_key=next(iter(inputs)), output_keys=keys)
+                                input_key=next(iter(inputs)), output_keys=keys,
+                                select_tf_ops=opt.select_tf_ops)
     return {
         "inputs": {k: [list(s), d] for k, (s, d) in inputs.items()},
         "outputs_ordered": ordered,

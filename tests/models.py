@@ -103,31 +103,33 @@ def nested_model():
 
 
 def unsupported_op_model():
-    """A model with an op TFLite has no builtin for (an SVD)."""
+    """A model with an op TFLite has no builtin for (a matrix determinant; a Flex op)."""
     import keras
 
+    keras.utils.set_random_seed(2)
     inp = keras.Input((4, 4), name="mat")
     x = keras.layers.Dense(4, name="proj")(inp)
-    out = SingularValues(name="svd")(x)
-    return keras.Model(inp, out, name="uses_svd")
+    x = Determinant(name="det")(x)
+    out = keras.layers.Dense(2, name="head")(keras.layers.Reshape((1,), name="col")(x))
+    return keras.Model(inp, out, name="uses_det")
 
 
-def _singular_values_class():
+def _determinant_class():
     import keras
 
     @keras.saving.register_keras_serializable(package="partnner_tests")
-    class SingularValues(keras.layers.Layer):
-        """Singular values of each matrix: tf.linalg.svd, not a TFLite builtin."""
+    class Determinant(keras.layers.Layer):
+        """Determinant of each matrix: tf.linalg.det, not a TFLite builtin (a Flex op)."""
 
         def call(self, x):
             import tensorflow as tf
 
-            return tf.linalg.svd(x, compute_uv=False)
+            return tf.linalg.det(x)
 
         def compute_output_shape(self, shape):
-            return shape[:-1]
+            return shape[:-2]
 
-    return SingularValues
+    return Determinant
 
 
 class _Lazy:
@@ -137,8 +139,8 @@ class _Lazy:
 
     def __call__(self, *args, **kwargs):
         if _Lazy.cls is None:
-            _Lazy.cls = _singular_values_class()
+            _Lazy.cls = _determinant_class()
         return _Lazy.cls(*args, **kwargs)
 
 
-SingularValues = _Lazy()
+Determinant = _Lazy()

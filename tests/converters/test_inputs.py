@@ -57,9 +57,20 @@ def test_unsupported_op_is_named_with_the_flag(tmp_path):
     with pytest.raises(ConversionError) as info:
         convert(models.unsupported_op_model(), tmp_path / "out", cuts="all", cache_dir=False)
     msg = str(info.value)
-    assert "tf.Svd" in msg and "layer(s) svd" in msg and "--select-tf-ops" in msg
+    assert "tf.MatrixDeterminant" in msg and "layer(s) det" in msg and "--select-tf-ops" in msg
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no staging folder left behind
+
+
+def test_select_tf_ops_converts_and_says_what_it_could_not_verify(tmp_path):
+    with pytest.warns(UserWarning, match=r"cuts \[2, 3, 4\].*Flex"):
+        m = convert(models.unsupported_op_model(), tmp_path / "out", cuts="all", select_tf_ops=True,
+                    cache_dir=False)
+    assert [c.layers for c in m.cuts] == [(), ("proj",), ("det",), ("col",), ()]
+    assert all(c.extra["verify"]["rel_err"] <= 1e-4 for c in m.cuts)
+    # The prefix before the determinant has no Flex op: it ran in LiteRT and was checked.
+    assert "prefix_unverified" not in m.cuts[1].extra["verify"]
+    assert all("Flex" in c.extra["verify"]["prefix_unverified"] for c in m.cuts[2:])
 
 
 def test_corrupt_and_missing_files(tmp_path):
