@@ -37,7 +37,7 @@ class LinkEstimator:
     def tick(self):
         self.since += 1
 
-    def observe(self, nbytes, transfer_s):
+    def observe(self, nbytes, transfer_s, trust=False):
         nbytes = max(float(nbytes), 1.0)
         transfer_s = max(float(transfer_s), 1e-5)
         ratio = transfer_s / float(self.predict(nbytes))
@@ -46,8 +46,8 @@ class LinkEstimator:
         self._fit_rtt(transfer_s)
         wire = max(transfer_s - self.rtt, 0.05 * transfer_s)
         share = wire / transfer_s  # how much the bytes explain: little for a tiny payload
-        a = 0.9 if self.outliers >= OUTLIERS or self.observed == 0 else self.alpha
-        a *= max(share, 0.1) if self.observed else 1.0
+        a = 0.9 if self.outliers >= OUTLIERS or self.observed == 0 or trust else self.alpha
+        a *= max(share, 0.1) if self.observed and not trust else 1.0
         self.s_per_byte = math.exp((1 - a) * math.log(self.s_per_byte) + a * math.log(wire / nbytes))
         self.observed += 1
         self.since = 0
@@ -55,7 +55,7 @@ class LinkEstimator:
     def timeout(self, nbytes, waited_s):
         """The transfer took longer than ``waited_s``: the link is slower than that, likely much."""
         nbytes = max(float(nbytes or 1), 1.0)
-        self.s_per_byte = max(self.s_per_byte, 1.5 * max(waited_s - self.rtt, waited_s / 2) / nbytes)
+        self.s_per_byte = max(self.s_per_byte, 2.0 * max(waited_s - self.rtt, waited_s / 2) / nbytes)
         self.history.clear()
         self.outliers = 0
         self.timeouts += 1

@@ -30,8 +30,8 @@ class Partnner(Selector):
 
     name = "partnner"
 
-    def __init__(self, manifest, budget=0.02, start_budget=8.0, hysteresis=0.03, bps=5e6, rtt_s=0.03,
-                 cloud_speedup=4.0, optimism=0.5, deadline_slack=2.0, min_probe_every=4, max_probe_every=32):
+    def __init__(self, manifest, budget=0.015, start_budget=8.0, hysteresis=0.03, bps=5e6, rtt_s=0.03,
+                 cloud_speedup=4.0, optimism=0.5, deadline_slack=2.0, min_probe_every=4, max_probe_every=64):
         super().__init__(manifest)
         cuts = manifest.cuts
         if len(cuts) < 2 and (manifest.edge_only is None):
@@ -107,7 +107,7 @@ class Partnner(Selector):
             # went bad, rarely once it stays bad), with the cheapest promising cut.
             if self.link.since >= self.probe_every:
                 self.probe_every = min(2 * self.probe_every, self.max_probe_every)
-                c = int(cand[np.argmin(mid)])
+                c = self._cheapest_probe(cand, est)
                 self.exploring = (c, float(est[best]), True)
                 return c
         else:
@@ -138,7 +138,9 @@ class Partnner(Selector):
             self.link.timeout(obs.bytes_sent if obs.bytes_sent is not None else self.bytes[c], obs.transfer_s)
         else:
             nbytes = obs.bytes_sent if obs.bytes_sent is not None else self.bytes[c]
-            self.link.observe(nbytes, obs.transfer_s)
+            probe = self.exploring is not None and self.exploring[0] == c and self.exploring[2]
+            # A probe is the only news of a link unseen for a while: believe it outright.
+            self.link.observe(nbytes, obs.transfer_s, trust=probe)
             if self.smacs[c] > 0:
                 # Queueing and slower compute both scale with load: one level covers both.
                 self.cloud.observe(c, obs.cloud_s)
@@ -180,6 +182,16 @@ class Partnner(Selector):
         e_rate = self.edge.rate() or 1e-9
         k_est, _ = self.cloud.predict(self.cloud.rate() or e_rate / self.cloud_speedup)
         return float(self.link.predict(self.bytes[cut]) + k_est[cut])
+
+    def _cheapest_probe(self, cand, est):
+        """The candidate whose probe costs least: one that should finish within its deadline
+        costs its extra latency; one that would time out costs its prefix plus the wait."""
+        e_full = float(est[self.E])
+        remote = np.array([self._remote(c) for c in cand])
+        e_cut = est[cand] - remote
+        wait = 1.2 * np.maximum(e_full - e_cut, 0.0) + 0.01
+        cost = np.where(remote <= wait, est[cand] - e_full, e_cut + wait)
+        return int(cand[np.argmin(cost)])
 
     def _loss_if_late(self, cut, est):
         """What a frame at ``cut`` costs at worst: the deadline passes and the edge redoes it all."""

@@ -1,0 +1,142 @@
+"""The simulator: determinism, consistency of its static sweep, worlds, profiles and the CLI."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from partnner_tf.cli import cli
+from partnner_tf.errors import PartnnerError
+from partnner_tf.sim import format_table, run_policy, run_static, simulate
+from partnner_tf.sim_world import (Schedule, load_profile, make_world, parse_steps, synthetic_manifest,
+                                   synthetic_profile)
+from tests.core.test_traces import TRACES, needs_traces
+from tests.core.worlds import constant, steps, world
+
+
+def test_same_seed_same_frames_other_seed_other_noise():
+    w = world(25, seed=4, uplink=steps([(0, 20e6), (5, 1e6)]), load=[(0, 1), (8, 5)])
+    a = run_policy(w, "partnner", 200, seed=7)
+    b = run_policy(w, "partnner", 200, seed=7)
+    c = run_policy(w, "partnner", 200, seed=8)
+    np.testing.assert_array_equal(a.cut, b.cut)
+    np.testing.assert_array_equal(a.total, b.total)
+    assert not np.array_equal(a.total, c.total)
+
+
+def test_static_sweep_matches_fixed_policies():
+    w = world(10, seed=1, uplink=steps([(0, 8e6), (3, 0), (5, 8e6)]), load=[(0, 1), (4, 3)])
+    means, cuts = run_static(w, 150, seed=3)
+    for c in (0, 4, 9):
+        assert means[c] == pytest.approx(run_policy(w, f"fixed:{c}", 150, seed=3).mean, rel=1e-9)
+
+
+def test_oracle_is_a_lower_envelope():
+    w = world(20, seed=3, uplink=steps([(0, 30e6), (10, 0.5e6)]), noise=0.0)
+    runs, summary = simulate(w, ["partnner", "edge", "cloud"], frames=300, seed=0)
+    assert np.all(runs["oracle"].ratio == 1.0)
+    for name in ("partnner", "edge", "cloud", "static"):
+        assert summary["policies"][name]["vs_oracle"] >= 1.0 - 1e-9
+    assert summary["policies"]["static"]["mean_s"] <= summary["policies"]["edge"]["mean_s"] + 1e-12
+    text = format_table(summary)
+    assert "oracle" in text and "partnner" in text and f"best static cut in hindsight: {summary['best_static_cut']}" in text
+
+
+def test_components_of_a_frame():
+    w = world(6, seed=2, uplink=constant(8e6), rtt_s=0.05, noise=0.0, down_bps=8e6)
+    e, n, k = w.components(0.0)
+    assert n[w.edge_cut] == 0 and k[w.edge_cut] == 0
+    assert n[0] == pytest.approx(w.bytes[0] / 1e6 + 0.05 + w.result_bytes / 1e6)
+    np.testing.assert_allclose(e, w.edge_s)
+
+
+def test_schedules_and_steps_parsing():
+    s = Schedule([(10, 3.0)], name="load")
+    assert s(5) == 1.0 and s(10) == 3.0 and s.changes == [10.0]
+    assert parse_steps("0:1,30:6", "x") == [(0.0, 1.0), (30.0, 6.0)]
+    with pytest.raises(PartnnerError, match="t:value"):
+        parse_steps("0-1", "--load-steps")
+    with pytest.raises(PartnnerError, match="value > 0"):
+        Schedule([(0, 0)], name="load")
+
+
+def test_profiles_are_checked(tmp_path):
+    m = synthetic_manifest(7, seed=1)
+    prof = synthetic_profile(m, seed=1)
+    assert len(prof["edge"]["cut_s"]) == 7 and prof["edge"]["cut_s"][0] == 0 and prof["cloud"]["cut_s"][-1] == 0
+    assert np.all(np.diff(prof["edge"]["cut_s"]) > 0), "prefix time grows with the prefix"
+    with pytest.raises(PartnnerError, match="partnner-profile"):
+        load_profile({"format": "other"})
+    bad = dict(prof, edge={"cut_s": [0, 1]})
+    with pytest.raises(PartnnerError, match="equal"):
+        load_profile(bad)
+    p = tmp_path / "p.json"
+    p.write_text("{")
+    with pytest.raises(PartnnerError, match="cannot read profile"):
+        load_profile(p)
+    with pytest.raises(PartnnerError, match="at least 2 cuts"):
+        synthetic_manifest(1)
+    w = make_world(prof, edge_factor=3)
+    assert w.edge_s[-1] == pytest.approx(3 * prof["edge"]["cut_s"][-1])
+    assert w.profiling_s > 0
+
+
+@needs_traces
+def test_world_on_a_real_trace_with_outages():
+    from partnner_tf.traces import load_trace
+
+    w = world(30, seed=6, uplink=load_trace(TRACES / "ATT-LTE-driving-2016.up", scale=0.5))
+    runs, summary = simulate(w, ["partnner", "neurosurgeon"], frames=400, seed=1)
+    assert all(np.isfinite(r.total).all() for r in runs.values())
+    assert summary["policies"]["partnner"]["vs_static"] < 1.15
+
+
+def test_cli_sim_writes_csv_summary_and_plot(tmp_path):
+    prof = tmp_path / "prof.json"
+    res = CliRunner().invoke(cli, ["sim", "--synthetic", "12", "--save-profile", str(prof), "--bandwidth-steps",
+                                   "0:20,5:1", "--load-steps", "0:1,8:6", "--edge-factor", "10", "--frames", "120",
+                                   "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "partnner" in res.output and "oracle" in res.output and "static" in res.output
+    rows = list(csv.DictReader(open(tmp_path / "o" / "frames.csv")))
+    assert {r["policy"] for r in rows} == {"oracle", "partnner", "edge", "cloud", "neurosurgeon", "static"}
+    assert sum(r["policy"] == "partnner" for r in rows) == 120
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["policies"]["oracle"]["vs_oracle"] == 1.0
+    assert (tmp_path / "o" / "plot.png").stat().st_size > 1000
+    # The saved synthetic profile replays the same world.
+    again = CliRunner().invoke(cli, ["sim", "--profile", str(prof), "--bandwidth-steps", "0:20,5:1", "--load-steps",
+                                     "0:1,8:6", "--edge-factor", "10", "--frames", "120", "--policies", "partnner"])
+    assert again.exit_code == 0, again.output
+    line = next(li for li in res.output.splitlines() if li.startswith("partnner"))
+    assert line in again.output
+
+
+@needs_traces
+def test_cli_sim_on_a_trace(tmp_path):
+    res = CliRunner().invoke(cli, ["sim", "--synthetic", "20", "--trace", str(TRACES / "Verizon-LTE-short.up"),
+                                   "--trace-scale", "0.5", "--rtt-ms", "40", "--frames", "80", "--policies",
+                                   "partnner,fixed:3", "--out", str(tmp_path), "--no-plot"])
+    assert res.exit_code == 0, res.output
+    assert "fixed:3" in res.output and not (tmp_path / "plot.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give --profile"),
+    (["--synthetic", "5", "--bandwidth", "3", "--bandwidth-steps", "0:1"], "one of --trace"),
+    (["--synthetic", "5", "--policies", "bogus"], "unknown policy 'bogus'"),
+    (["--synthetic", "5", "--edge-factor", "0"], "expected > 0"),
+    (["--synthetic", "5", "--load-steps", "zero"], "t:value"),
+])
+def test_cli_sim_bad_arguments(args, message):
+    res = CliRunner().invoke(cli, ["sim", *args])
+    assert res.exit_code != 0
+    assert message in (res.output + str(res.exception))
+
+
+def test_cli_help():
+    for cmd in (["sim", "--help"], ["profile", "--help"]):
+        res = CliRunner().invoke(cli, cmd)
+        assert res.exit_code == 0 and "Usage" in res.output
