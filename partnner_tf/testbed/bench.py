@@ -113,7 +113,7 @@ def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link,
         if profile:
             cmd += ["--profile", str(profile)]
         if duration_s:
-            cmd += ["--duration-s", duration_s]
+            cmd += ["--duration-s", str(duration_s)]
         err = open(str(log_path) + ".stderr", "wb")
         proc = procs.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         procs.read_ready_line(proc, f"edge process ({policy})", timeout_s=180)

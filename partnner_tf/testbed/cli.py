@@ -60,8 +60,9 @@ def bench(models, input_shape, boards, links, policies, frames, load, fixed_top,
 
 @click.command()
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="demo-results", show_default=True)
-@click.option("--frames", type=click.IntRange(min=10), default=240, show_default=True)
-@click.option("--board", default="rpi4", show_default=True)
+@click.option("--frames", type=click.IntRange(min=10), default=100000, show_default=True,
+              help="Most frames per policy run (each run also stops after --duration).")
+@click.option("--board", default="rpi3b", show_default=True)
 @click.option("--input-shape", default="224,224,3", show_default=True)
 @click.option("--model", default="keras.applications.MobileNetV2", show_default=True,
               help="A keras.applications name, a model file, or a converted folder.")

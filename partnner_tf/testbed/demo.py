@@ -12,13 +12,13 @@ from partnner_tf.testbed.link import parse_schedule
 from partnner_tf.testbed.load import clients_at, parse_load
 
 #: The demo's world, in seconds from the first frame: good LTE, a drop, an outage-like trough, recovery.
-LINK = LinkPreset("lte (drops and recovers)", "steps:0=30e6,14=2e6,26=0.5e6,32=30e6", "const:20e6", 0.010)
+LINK = LinkPreset("lte (drops and recovers)", "steps:0=30e6,14=3e6,24=1e6,32=30e6", "const:20e6", 0.010)
 #: Concurrent load clients on the daemon: the cloud gets busy for a while, then quiet again.
 LOAD = "0=0,6=3,12=0,36=3,42=0"
 DURATION_S = 48.0
 
 
-def run_demo(out_dir, frames=240, board="rpi4", input_shape="224,224,3", duration_s=DURATION_S,
+def run_demo(out_dir, frames=100000, board="rpi3b", input_shape="224,224,3", duration_s=DURATION_S,
              model="keras.applications.MobileNetV2", echo=click.echo):
     """Convert, serve, run partnner live, then edge-only and cloud-only; print the comparison and a plot."""
     from partnner_tf.testbed.cli import ensure_converted
@@ -31,7 +31,9 @@ def run_demo(out_dir, frames=240, board="rpi4", input_shape="224,224,3", duratio
          + ("" if cap.can_cap else f" -- NOT emulated: {cap.reason}"))
     out = ensure_converted(model, input_shape, out_dir / "models" / Path(model).name.split(".")[-1], progress=echo)
     manifest = load_manifest(out)
-    names = {c.id: (c.layers[-1] if c.layers else "input") for c in manifest.cuts}
+    names = {c.id: (c.layers[-1] if c.layers else "") for c in manifest.cuts}
+    names[manifest.cloud_only] = "cloud-only: the input is sent"
+    names[manifest.edge_only] = "edge-only"
     echo(f"{manifest.name}: {len(manifest.cuts)} cuts (0 = cloud-only, {manifest.edge_only} = edge-only)")
     echo("starting the cloud daemon (2 workers) ...")
     daemon = start_daemon([out], workers=2, log_path=str(out_dir / "daemon.log"))
@@ -42,7 +44,7 @@ def run_demo(out_dir, frames=240, board="rpi4", input_shape="224,224,3", duratio
         for policy in ("partnner", "edge", "cloud"):
             echo(f"\n== {policy}: {duration_s:.0f} s over the emulated link, cloud load {LOAD} ==")
             live = _Live(echo, up, load, names, quiet=policy != "partnner")
-            frames_got = run_edge(out, policy, frames=frames * 100, log_path=out_dir / f"{policy}.jsonl",
+            frames_got = run_edge(out, policy, frames=frames, log_path=out_dir / f"{policy}.jsonl",
                                   emulation=emu, daemon_endpoint=daemon.endpoint, link=LINK, load=LOAD,
                                   stats_path=out_dir / f"{policy}.link.jsonl", duration_s=duration_s,
                                   on_frame=live)
@@ -98,7 +100,7 @@ def _summary(runs, echo):
         for other in ("edge", "cloud"):
             r = runs.get(other)
             if r is not None and r.ok:
-                echo(f"partnner is {r.mean_s / p.mean_s:.2f}x faster than {other}-only (mean latency)")
+                echo(f"speedup of partnner over {other}-only: {r.mean_s / p.mean_s:.2f}x (mean latency)")
 
 
 def _plot(runs, up, load, path, names):
