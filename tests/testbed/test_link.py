@@ -1,5 +1,6 @@
 """The trace-driven relay: opportunity arithmetic, then delivered throughput, delay and outages through a real process."""
 
+import os
 import socket
 import threading
 import time
@@ -158,3 +159,17 @@ def test_relay_follows_a_real_trace_piece():
         s.close()
     expected = sched.rate_bps(31.0, 5.0) / 1e6
     assert sink.mbps(t0, 1.0, 6.0) == pytest.approx(expected, rel=0.15)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the tc link mode needs root")
+def test_tc_link_shapes_a_namespace_and_removes_it():
+    import subprocess
+
+    from partnner_tf.testbed.tc import TcLink
+
+    with TcLink("const:8e6", "const:8e6") as link:
+        assert link.ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        qdisc = subprocess.run(link.exec_prefix + ["tc", "qdisc", "show", "dev", link.edge_if],
+                               capture_output=True, text=True).stdout
+        assert "tbf" in qdisc and "rate 8" in qdisc  # 8 Mbit/s plus the Ethernet-header allowance
+    assert link.ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
