@@ -36,7 +36,7 @@ def sizes(path):
     with tarfile.open(path, "r:gz") as tar:
         for m in tar.getmembers():
             if "/model/" in m.name and m.isfile():
-                parts["prefixes"] += m.size
+                parts["prefixes"] += m.size  # float prefixes, and int8 copies for the Edge TPU
             elif "/wheels/" in m.name:
                 parts["wheels"] += m.size
     return parts
@@ -60,7 +60,9 @@ def main():
                 rows.append((name, board.name, None, None, None, None, None, None, "refused: " + platform_problems(board)[0]))
                 continue
             t0 = time.perf_counter()
-            r = make_bundle(out, board, work / f"{name}-{board.name}.tar.gz", policy="partnner", wheel=wheel)
+            # As the CLI does: Edge TPU boards get full-int8 copies of their prefixes too.
+            r = make_bundle(out, board, work / f"{name}-{board.name}.tar.gz", policy="partnner", wheel=wheel,
+                            edgetpu=board.accelerator == "edgetpu")
             wall = time.perf_counter() - t0
             p = sizes(r.path)
             base = base or r.bytes
@@ -68,7 +70,7 @@ def main():
                          r.bytes / base, wall, ""))
             print(f"{name:12} {board.name:16} {r.bytes / 1e6:7.1f} MB  x{r.bytes / base:.2f}  {wall:.1f} s")
     lines = [
-        "# Bundle sizes (224x224, pareto cuts, float32 prefixes)",
+        "# Bundle sizes (224x224, pareto cuts, float32 prefixes; Edge TPU boards add full-int8 copies)",
         "",
         f"Command: `.venv/bin/python benchmarks/bundle_sizes.py`. Ratio: bundle size / the {BASELINE} bundle of the",
         "same model in the same run. Wall: one bundle with a warm wheel cache (wheel build excluded).",

@@ -147,6 +147,33 @@ def _stage(stage, manifest, board, fit, config, curve_paths, wheel_files, edgetp
     (stage / "SHA256SUMS").write_text(sha256sums(stage))
 
 
+def _check_storage(manifest, board, fit):
+    prefix_mb = sum(manifest.path(manifest.cuts[c].prefix).stat().st_size for c in fit.edge_cuts) / MIB
+    if RUNTIME_STORAGE_MB + prefix_mb > board.storage_mb:
+        raise BoardFitError(
+            f"model {manifest.name!r} on board {board.name!r}: the runtime ({RUNTIME_STORAGE_MB} MB) and "
+            f"{len(fit.edge_cuts)} prefixes ({prefix_mb:.0f} MB) exceed the storage budget of {board.storage_mb} MB; "
+            "convert fewer cuts (--cuts pareto or a list)"
+        )
+
+
+def _config(manifest, board, fit, wheel_files, has_keys, **service):
+    """config.json: what the service runs and with what, for people and tools on the board."""
+    return {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "board": board.name,
+        "board_record": board.to_dict(),
+        "model": manifest.name,
+        "model_sha256": manifest.raw.get("model", {}).get("sha256"),
+        **service,
+        "threads": board.threads,
+        "cuts": fit.fitting,
+        "curve": {"server_key": "keys/server.key", "client_key": "keys/client.key_secret"} if has_keys else None,
+        "wheels": [w.name for w in wheel_files],
+    }
+
+
 def make_bundle(out, board, output, *, cloud=None, policy="partnner", curve_keys=None, source="random",
                 frames=SERVICE_FRAMES, cache=None, wheel=None, offline=False, edgetpu=False, calibration=None):
     """Bundle the converted model at ``out`` for ``board`` into ``output`` (a .tar.gz).
@@ -174,13 +201,7 @@ def make_bundle(out, board, output, *, cloud=None, policy="partnner", curve_keys
     # Hashes first: an altered prefix must be named as such, not misread by the fit.
     verify_files(manifest, cut_ids=[c.id for c in manifest.cuts if c.prefix is not None])
     fit = fit_model(manifest, board).check()
-    prefix_mb = sum(manifest.path(manifest.cuts[c].prefix).stat().st_size for c in fit.edge_cuts) / MIB
-    if RUNTIME_STORAGE_MB + prefix_mb > board.storage_mb:
-        raise BoardFitError(
-            f"model {manifest.name!r} on board {board.name!r}: the runtime ({RUNTIME_STORAGE_MB} MB) and "
-            f"{len(fit.edge_cuts)} prefixes ({prefix_mb:.0f} MB) exceed the storage budget of {board.storage_mb} MB; "
-            "convert fewer cuts (--cuts pareto or a list)"
-        )
+    _check_storage(manifest, board, fit)
     notes = [f"cut {c.cut}: {'; '.join(c.reasons)}" for c in fit.cuts if c.reasons]
     with tempfile.TemporaryDirectory(prefix=".partnner-bundle-", dir=output.parent) as tmp:
         tmp = Path(tmp)
@@ -191,22 +212,8 @@ def make_bundle(out, board, output, *, cloud=None, policy="partnner", curve_keys
         if heavy:
             raise BoardFitError(f"the edge wheels pulled in {heavy}: the edge extra must not need TensorFlow")
         wheel_files = sorted([built, *deps], key=lambda p: p.name)
-        config = {
-            "format": BUNDLE_FORMAT,
-            "version": BUNDLE_VERSION,
-            "board": board.name,
-            "board_record": board.to_dict(),
-            "model": manifest.name,
-            "model_sha256": manifest.raw.get("model", {}).get("sha256"),
-            "cloud": cloud or DEFAULT_ENDPOINT,
-            "policy": policy,
-            "source": source,
-            "frames": int(frames),
-            "threads": board.threads,
-            "cuts": fit.fitting,
-            "curve": {"server_key": "keys/server.key", "client_key": "keys/client.key_secret"} if curve_paths else None,
-            "wheels": [w.name for w in wheel_files],
-        }
+        config = _config(manifest, board, fit, wheel_files, bool(curve_paths), cloud=cloud or DEFAULT_ENDPOINT,
+                         policy=policy, source=source, frames=int(frames))
         stage = tmp / "stage"
         stage.mkdir()
         tpu = {}
