@@ -1,6 +1,5 @@
 """Which cuts of a converted model can run on a board: memory, storage, accelerator, platform."""
 
-import logging
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -11,7 +10,6 @@ from partnner_tf.boards.registry import get_board
 from partnner_tf.errors import BoardFitError, ManifestError, MissingDependencyError
 from partnner_tf.manifest import Manifest, load_manifest
 
-log = logging.getLogger(__name__)
 
 MIB = 1 << 20
 #: Resident memory of the edge service before any prefix is loaded: Python, numpy, pyzmq and

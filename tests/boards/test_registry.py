@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from partnner_tf.boards import Board, get_board, list_boards, register_board
+from partnner_tf.boards import get_board, list_boards, register_board
 from partnner_tf.boards.cli import board as board_cli
 from partnner_tf.errors import UnknownBoardError
 
