@@ -77,6 +77,29 @@ class Cache:
             return None  # absent or damaged: rebuild
         return result
 
+    def get_file(self, name, dest):
+        """Copy a cached file (e.g. a saved model.keras) to ``dest``; False on a miss."""
+        if self.dir is None:
+            return False
+        try:
+            shutil.copyfile(self.dir / name[:2] / name, dest)
+        except OSError:
+            return False
+        return True
+
+    def put_file(self, name, src):
+        if self.dir is None:
+            return
+        target = self.dir / name[:2] / name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+            os.close(fd)
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, target)
+        except OSError:
+            pass
+
     def put(self, key, prefix_path, result):
         """Store a result (the .tflite first, so a .json always has its file)."""
         if self.dir is None:

@@ -75,7 +75,11 @@ def convert(model, out_dir, *, input_shape=None, cuts="pareto", quantize="none",
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         (staging / PREFIX_DIR).mkdir()
-        _save_model(keras_model, staging / MODEL_FILE)
+        # model.keras is cached too: saving ResNet50 takes seconds, and a cached run should not.
+        saved = f"{model_key}.keras"
+        if not store.get_file(saved, staging / MODEL_FILE):
+            _save_model(keras_model, staging / MODEL_FILE)
+            store.put_file(saved, staging / MODEL_FILE)
         tasks = [worker.Task(cut_id, p.layer, p.position, p.position == points[-1].position,
                              str(staging / PREFIX_DIR / f"cut_{cut_id}.tflite") if cut_id else None,
                              store.key(model_key, p.layer if p.layer else ("edge" if cut_id else "cloud"),

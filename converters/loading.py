@@ -56,7 +56,9 @@ def _application(app, input_shape):
     if factory is None or not callable(factory) or app[:1].islower():
         known = sorted(n for n in dir(keras.applications) if n[:1].isupper())
         raise ConversionError(f"unknown Keras Application {app!r}; known: {', '.join(known)}")
-    # Seeded so that the same name gives the same weights: the cache keys on content.
+    # Same name, same layer names and weights (fresh name counters, fixed seed): the cache keys
+    # on content, so a second conversion in the same process must build an identical model.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     try:
         return factory(weights=None, input_shape=input_shape)
