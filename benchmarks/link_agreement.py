@@ -11,7 +11,6 @@ benchmarks/results/link_agreement.md. The tc mode needs root; without it only th
 
 import argparse
 import socket
-import subprocess
 import sys
 import threading
 import time

@@ -5,7 +5,6 @@ import logging
 import math
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

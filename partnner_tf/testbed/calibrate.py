@@ -10,7 +10,6 @@ until it lands within 5% of the board's published figure (its registry ``referen
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 

@@ -7,7 +7,9 @@ import pytest
 from partnner_tf.testbed.bench import link_presets, resolve_link, run_matrix
 from partnner_tf.testbed.report import GOAL_VS_BASELINE, GOAL_VS_FIXED, cell_metrics, write_all
 
-FRAMES = 30
+#: Frames per run, and a cap on each run's seconds (a slow cloud-only run stops early).
+FRAMES = 60
+MAX_RUN_S = 3.0
 
 
 def conv_model():
@@ -47,7 +49,7 @@ def test_small_matrix_meets_the_goals(mobilenet_out, conv_out, tmp_path):
     lines = []
     cells = run_matrix([mobilenet_out, conv_out], ["rpi4", "rpi3b"], ["wifi", "lte"],
                        policies=("edge", "cloud", "partnner", "best-fixed"), frames=FRAMES,
-                       out_dir=tmp_path, fixed_top=1, sim=False, progress=lines.append)
+                       out_dir=tmp_path, fixed_top=1, sim=False, max_run_s=MAX_RUN_S, progress=lines.append)
     table = write_all(cells, tmp_path)
     assert len(cells) == 8
     assert (tmp_path / "results.csv").read_text().count("\n") >= 8 * 4
@@ -56,7 +58,7 @@ def test_small_matrix_meets_the_goals(mobilenet_out, conv_out, tmp_path):
         assert "runs" in cell, cell.get("error")
         for name in ("edge", "cloud", "partnner", "best-fixed"):
             run = cell["runs"][name]
-            assert run.ok and len(run.frames) == FRAMES, f"{name}: {run.error}"
+            assert run.ok and 5 <= len(run.frames) <= FRAMES, f"{name}: {run.error}"
         m = cell_metrics(cell)
         assert not math.isnan(m["p_over_better"])
         if not (m["goal_baseline"] and m["goal_fixed"]):
