@@ -184,3 +184,21 @@ def test_cli_bundle_with_curve_keys(tiny_out, built_wheel, wheel_cache, tmp_path
     assert members[f"{top}/keys/client.key_secret"][0].mode == 0o600
     assert members[f"{top}/keys/server.key"][1] == (tmp_path / "keys" / "server.key").read_bytes()
     assert json.loads(members[f"{top}/config.json"][1])["curve"]["server_key"] == "keys/server.key"
+
+
+def test_systemd_unit_verifies(x86_bundle, tmp_path):
+    import shutil
+
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed")
+    with tarfile.open(x86_bundle.path, "r:gz") as tar:
+        tar.extractall(tmp_path, filter="tar")
+    (top,) = tmp_path.iterdir()
+    # What install.sh does with the template.
+    unit = (top / "partnner-edge.service.in").read_text().replace("@DIR@", str(top)).replace("@USER@", "root")
+    assert "@" not in unit
+    (tmp_path / "partnner-edge.service").write_text(unit)
+    proc = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "partnner-edge.service")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"ExecStart={top}/run.sh" in unit
