@@ -190,7 +190,7 @@ def platform_problems(board):
 
 def _cut_fit(board, manifest, cut, stats):
     """Fit of one cut; ``stats`` is None for the cloud-only cut."""
-    layer = ",".join(cut.layers) or ("(input)" if cut.prefix is None else "(output)")
+    layer = ",".join(cut.layers) or ("(input: cloud only)" if cut.prefix is None else "(whole model: edge only)")
     frame = manifest.input.nbytes
     if stats is None:
         mem = RUNTIME_BASE_MB + frame / MIB
