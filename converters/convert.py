@@ -195,7 +195,7 @@ def _manifest(keras_model, name, chosen, tasks, results, quantize, cuts, candida
     inp = keras_model.inputs[0]
     in_key = edge["inputs"] and next(iter(edge["inputs"]))
     out_specs = [
-        {"name": t.name.split(":")[0], "shape": list(shape), "dtype": dtype, "signature_key": key}
+        {"name": _producer(t), "shape": list(shape), "dtype": dtype, "signature_key": key}
         for t, (key, (shape, dtype)) in zip(keras_model.outputs, edge["outputs_ordered"])
     ]
     cut_dicts = []
@@ -225,6 +225,12 @@ def _manifest(keras_model, name, chosen, tasks, results, quantize, cuts, candida
         "converter": {"partnner_tf": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
         "cuts": cut_dicts,
     }
+
+
+def _producer(tensor):
+    """Name of the layer that outputs ``tensor`` (Keras tensor names are meaningless counters)."""
+    history = getattr(tensor, "_keras_history", None)
+    return history.operation.name if history is not None else tensor.name
 
 
 def _cut_dict(task, point, r, inp, in_key, staging):

@@ -85,6 +85,20 @@ def multi_input_model():
     return keras.Model([a, b], out, name="two_inputs")
 
 
+def multi_output_model():
+    """Two heads on one trunk: the edge-only prefix has two outputs."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 3), name="image")
+    x = layers.Conv2D(4, 3, padding="same", activation="relu", name="trunk")(inp)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    a = layers.Dense(3, name="head_a")(x)
+    b = layers.Dense(2, name="head_b")(x)
+    return keras.Model(inp, [a, b], name="two_heads")
+
+
 def nested_model():
     """A backbone model used as one layer of an outer model (cuts must reach inside it)."""
     import keras

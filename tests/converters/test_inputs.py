@@ -30,6 +30,28 @@ def test_nested_model_flattened_and_verified(tmp_path):
     np.testing.assert_allclose(build_suffix(full, m.cuts[0])([x])[0], models.nested_model()(x), rtol=1e-5)
 
 
+def test_multi_output_model(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    m = convert(models.multi_output_model(), tmp_path / "out", cuts="all", cache_dir=False)
+    assert [c.layers for c in m.cuts] == [(), ("trunk",), ("gap",), ()]
+    outs = m.raw["model"]["outputs"]
+    assert [(o["name"], o["shape"], o["signature_key"]) for o in outs] == [
+        ("head_a", [1, 3], "output_0"), ("head_b", [1, 2], "output_1")
+    ]
+    full = load_model(tmp_path / "out" / "model.keras")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)
+    want = [np.asarray(w) for w in full(x)]
+    runner = Interpreter(model_path=str(m.path(m.cuts[-1].prefix))).get_signature_runner()
+    got = runner(**{m.raw["model"]["input"]["signature_key"]: x})
+    for o, w in zip(outs, want):
+        np.testing.assert_allclose(got[o["signature_key"]], w, rtol=1e-5, atol=1e-6)
+    mid = Interpreter(model_path=str(m.path(m.cuts[2].prefix))).get_signature_runner()
+    boundary = mid(**{m.raw["model"]["input"]["signature_key"]: x})["output_0"]
+    for g, w in zip(build_suffix(full, m.cuts[2])([boundary]), want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
 def test_unbuilt_sequential_needs_input_shape(tmp_path):
     import keras
 
