@@ -223,3 +223,23 @@ def test_top_level_cli_lists_edge_run():
 
     res = CliRunner().invoke(cli, ["edge", "run", "--help"])
     assert res.exit_code == 0 and "--policy" in res.output and "--log" in res.output
+
+
+@pytest.mark.parametrize("quantize", ["fp16", "int8"])
+def test_quantized_prefixes_every_cut_within_the_converters_error(quantize, converted_tiny):
+    from partnner_tf.runtime.cloud.spawn import start_daemon
+    from tests.runtime.edge_fixtures import keras_reference
+
+    out = converted_tiny("residual", quantize=quantize)
+    m = load_manifest(out)
+    # The converter calibrates and verifies on uniform(-1, 1) frames: the same range here.
+    x = np.random.default_rng(4).uniform(-1, 1, (3, *m.input.shape[1:])).astype(np.float32)
+    ref = keras_reference(out, x)[0]
+    with start_daemon([out]) as d:
+        for cut in m.cuts:
+            bound = 5 * cut.extra["verify"]["max_abs_err"] + 1e-4
+            with EdgeRuntime(out, cloud=d.endpoint, selector=f"fixed:{cut.id}") as rt:
+                for i, r in enumerate(rt.stream(x)):
+                    assert not r.fallback and r.cut == cut.id, r.error
+                    err = float(np.abs(r.outputs[0][0] - ref[i]).max())
+                    assert err <= bound, f"{quantize} cut {cut.id}: max abs error {err:.2e} > {bound:.2e}"
