@@ -152,7 +152,8 @@ def _run_tasks(tasks, store, model_path, quantize, frames, select_tf_ops, jobs, 
         return results
     # Big prefixes first: they take longest, so the pool ends evenly.
     todo.sort(key=lambda t: -t.position if t.prefix_path else 0)
-    options = worker.Options(str(model_path), quantize, frames, bool(select_tf_ops))
+    layers = tuple(t.layer for t in todo if t.layer)
+    options = worker.Options(str(model_path), quantize, frames, bool(select_tf_ops), layers)
     bar = _bar(len(todo), progress)
     try:
         for task, result in worker.run_all(todo, options, jobs):

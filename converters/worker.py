@@ -28,6 +28,7 @@ class Options:
     quantize: str
     calibration: list
     select_tf_ops: bool
+    layers: tuple = ()  # cut layers this conversion builds (their Keras outputs are computed once)
 
 
 _STATE = {}
@@ -53,7 +54,8 @@ def _init(options):
     else:
         frames = tflite.random_frames(shape, verify.VERIFY_FRAMES, seed=1)
     _STATE.update(options=options, model=model, frames=frames,
-                  reference=verify.reference_outputs(model, frames))
+                  reference=verify.reference_outputs(model, frames),
+                  boundaries=verify.layer_outputs(model, list(options.layers), frames))
 
 
 def _init_pool(options):
@@ -96,7 +98,8 @@ def build(task):
         raise ConversionError(f"prefix of cut {task.cut_id} has {len(inputs)} inputs; expected 1")
     figures = verify.verify_cut(model, cut, blob, _STATE["frames"], _STATE["reference"], opt.quantize,
                                 input_key=next(iter(inputs)), output_keys=keys,
-                                select_tf_ops=opt.select_tf_ops)
+                                select_tf_ops=opt.select_tf_ops,
+                                boundary_reference=_STATE["boundaries"].get(task.layer))
     return {
         "inputs": {k: [list(s), d] for k, (s, d) in inputs.items()},
         "outputs_ordered": ordered,
