@@ -34,9 +34,12 @@ def profiles():
     for p in sorted((HERE / "profiles").glob("*.json")):
         prof = load_profile(p)
         out.append((p.stem, prof, "mobilenetv2" not in p.stem.lower()))
-    for n, seed in ((12, 1), (60, 2), (110, 3)):
-        m = synthetic_manifest(n, seed=seed)
+    for n, seed, kinds in ((12, 1, True), (60, 2, False), (110, 3, True)):
+        m = synthetic_manifest(n, seed=seed, kinds=kinds)
         out.append((f"synthetic{n}", synthetic_profile(m, seed=seed), False))
+    for n, seed, kinds in ((20, 11, False), (75, 12, True)):
+        m = synthetic_manifest(n, seed=seed, kinds=kinds)
+        out.append((f"synthetic{n}", synthetic_profile(m, seed=seed), True))
     return out
 
 

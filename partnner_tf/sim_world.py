@@ -170,41 +170,67 @@ def manifest_from_table(name, cuts, input_shape=(1, 224, 224, 3), dtype="float32
     })
 
 
-def synthetic_manifest(n_cuts, seed=0, total_macs=300e6, input_bytes=602112, name=None):
-    """A made-up model with ``n_cuts`` cuts: activations shrink with depth, with bumps."""
+KINDS = ("conv", "depthwise", "dense", "elementwise")
+#: True cost per MAC by kind in synthetic worlds, relative to conv (edge CPU, cloud).
+EDGE_KIND_COST = {"conv": 1.0, "depthwise": 6.0, "dense": 1.5, "elementwise": 3.0}
+CLOUD_KIND_COST = {"conv": 1.0, "depthwise": 2.5, "dense": 1.0, "elementwise": 5.0}
+
+
+def synthetic_manifest(n_cuts, seed=0, total_macs=300e6, input_bytes=602112, name=None, kinds=True):
+    """A made-up model with ``n_cuts`` cuts: activations shrink with depth, with bumps; with
+    ``kinds`` the cuts carry ``prefix_macs_by_kind``/``suffix_macs_by_kind`` as the converter writes."""
     if n_cuts < 2:
         raise PartnnerError(f"a model needs at least 2 cuts (cloud-only, edge-only), received {n_cuts}")
     rng = np.random.default_rng(seed)
     seg = rng.lognormal(0.0, 0.6, n_cuts - 1)
-    pre = np.concatenate([[0.0], np.cumsum(seg / seg.sum() * total_macs)])
+    seg = seg / seg.sum() * total_macs
+    pre = np.concatenate([[0.0], np.cumsum(seg)])
     depth = np.linspace(0, 1, n_cuts)
     # Early feature maps are wide; expansions inside blocks make bytes jump up and down.
     size = input_bytes * np.exp(-3.5 * depth) * rng.choice([0.5, 1.0, 2.0, 4.0], n_cuts, p=[0.3, 0.4, 0.2, 0.1])
     size[0] = input_bytes
-    cuts = [{"boundary_bytes": max(int(size[i]), 16), "prefix_macs": int(pre[i]),
-             "suffix_macs": int(total_macs - pre[i])} for i in range(n_cuts)]
+    # Each segment's MACs split between kinds: mostly conv, some depthwise/elementwise, dense late.
+    mix = rng.dirichlet([6.0, 1.0, 0.2, 0.6], n_cuts - 1) * seg[:, None]
+    cum = np.vstack([np.zeros(len(KINDS)), np.cumsum(mix, axis=0)])
+    cuts = []
+    for i in range(n_cuts):
+        c = {"boundary_bytes": max(int(size[i]), 16), "prefix_macs": int(pre[i]), "suffix_macs": int(total_macs - pre[i])}
+        if kinds:
+            c["prefix_macs_by_kind"] = {k: int(v) for k, v in zip(KINDS, cum[i])}
+            c["suffix_macs_by_kind"] = {k: int(v) for k, v in zip(KINDS, cum[-1] - cum[i])}
+        cuts.append(c)
     return manifest_from_table(name or f"synthetic{n_cuts}", cuts)
 
 
-def synthetic_profile(manifest, seed=0, edge_s_per_gmac=0.03, cloud_s_per_gmac=0.006, spread=0.6,
-                      overhead_s=2e-4):
-    """A profile for ``manifest`` from its MACs: each segment between cuts gets its own cost per
-    MAC on the edge and in the cloud (layer kinds differ, and differ between edge and cloud)."""
-    rng = np.random.default_rng(seed)
+def _segment_costs(manifest, side_cost, rng, spread):
+    """Cost per MAC of each segment between cuts: by kind when known, times a per-segment factor."""
     pre = np.array([c.prefix_macs for c in manifest.cuts], dtype=np.float64)
-    seg = np.diff(pre)
-    e_rate = edge_s_per_gmac / 1e9 * rng.lognormal(0.0, spread, seg.size)
-    c_rate = cloud_s_per_gmac / 1e9 * rng.lognormal(0.0, spread, seg.size)
-    e_seg = seg * e_rate + overhead_s
-    c_seg = seg * c_rate + overhead_s / 2
+    by_kind = [c.extra.get("prefix_macs_by_kind") for c in manifest.cuts]
+    if all(isinstance(k, dict) for k in by_kind):
+        cum = np.array([[float(k.get(n, 0)) for n in KINDS] for k in by_kind])
+        seg = np.diff(cum, axis=0) @ np.array([side_cost[n] for n in KINDS])
+        seg = seg + np.maximum(np.diff(pre) - np.diff(cum, axis=0).sum(axis=1), 0.0)
+    else:
+        seg = np.diff(pre)
+    return seg * rng.lognormal(0.0, spread, seg.size)
+
+
+def synthetic_profile(manifest, seed=0, edge_s_per_gmac=0.02, cloud_s_per_gmac=0.004, spread=0.4,
+                      overhead_s=2e-4):
+    """A profile for ``manifest`` from its MACs: each segment between cuts costs by layer kind
+    (when the manifest says) and by its own factor, differently on the edge and in the cloud."""
+    rng = np.random.default_rng(seed)
+    e_seg = _segment_costs(manifest, EDGE_KIND_COST, rng, spread) * edge_s_per_gmac / 1e9 + overhead_s
+    c_seg = _segment_costs(manifest, CLOUD_KIND_COST, rng, spread) * cloud_s_per_gmac / 1e9 + overhead_s / 2
     edge = np.concatenate([[0.0], np.cumsum(e_seg)])
     cloud = np.concatenate([np.cumsum(c_seg[::-1])[::-1], [0.0]])
     return {
         "format": PROFILE_FORMAT, "version": PROFILE_VERSION, "model": manifest.name,
         "edge": {"threads": 1, "cut_s": edge.tolist()}, "cloud": {"cut_s": cloud.tolist()},
         "profiling_s": float(10 * (edge.sum() + cloud.sum())), "repeats": 10, "synthetic": True,
-        "cuts": [{"boundary_bytes": c.boundary_bytes, "prefix_macs": c.prefix_macs,
-                  "suffix_macs": c.suffix_macs} for c in manifest.cuts],
+        "cuts": [{"boundary_bytes": c.boundary_bytes, "prefix_macs": c.prefix_macs, "suffix_macs": c.suffix_macs,
+                  **{k: c.extra[k] for k in ("prefix_macs_by_kind", "suffix_macs_by_kind") if k in c.extra}}
+                 for c in manifest.cuts],
     }
 
 

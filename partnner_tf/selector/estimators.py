@@ -46,8 +46,9 @@ class LinkEstimator:
         self._fit_rtt(transfer_s)
         wire = max(transfer_s - self.rtt, 0.05 * transfer_s)
         share = wire / transfer_s  # how much the bytes explain: little for a tiny payload
-        a = 0.9 if self.outliers >= OUTLIERS or self.observed == 0 or trust else self.alpha
-        a *= max(share, 0.1) if self.observed and not trust else 1.0
+        # A change (outliers in a row), the first sight or a probe: believe the new figure.
+        jump = self.outliers >= OUTLIERS or self.observed == 0 or trust
+        a = 0.9 if jump else self.alpha * max(share, 0.1)
         self.s_per_byte = math.exp((1 - a) * math.log(self.s_per_byte) + a * math.log(wire / nbytes))
         self.observed += 1
         self.since = 0

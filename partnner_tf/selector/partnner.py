@@ -14,6 +14,26 @@ from partnner_tf.selector.base import Observation, Selector
 from partnner_tf.selector.estimators import CostCurve, LinkEstimator
 
 
+#: A MAC's relative cost by layer kind on CPUs (memory-bound kinds cost more per MAC); only a
+#: prior that shapes interpolation between observed cuts, which measurements then correct.
+KIND_WEIGHTS = {"conv": 1.0, "dense": 2.0, "depthwise": 4.0, "elementwise": 4.0}
+
+
+def _work(cuts, side, weights):
+    """Per cut, prefix or suffix MACs weighted by kind when the manifest has them, else raw."""
+    weights = weights or KIND_WEIGHTS
+    raw = np.array([getattr(c, f"{side}_macs") for c in cuts], dtype=np.float64)
+    by_kind = [c.extra.get(f"{side}_macs_by_kind") for c in cuts]
+    if not all(isinstance(k, dict) for k in by_kind):
+        return raw
+    try:
+        out = np.array([sum(float(v) * weights.get(k, 2.0) for k, v in d.items()) for d in by_kind])
+    except (TypeError, ValueError):
+        return raw
+    # Work the kinds do not account for (pooling, reshapes) still counts, at the raw rate.
+    return out + np.maximum(raw - np.array([sum(float(v) for v in d.values()) for d in by_kind]), 0.0)
+
+
 class Partnner(Selector):
     """Adaptive, profiling-free cut selection.
 
@@ -25,13 +45,16 @@ class Partnner(Selector):
         bps, rtt_s: the link prior before anything is measured.
         cloud_speedup: the prior of how much faster the cloud runs a MAC than the edge.
         min_probe_every, max_probe_every: while edge-only, probe the link after this many frames,
-            doubling the wait after each probe up to the maximum.
+            the wait growing by half after each probe, up to the maximum.
+        kind_weights: relative cost of a MAC per layer kind, used when the manifest gives
+            ``prefix_macs_by_kind``/``suffix_macs_by_kind`` (default :data:`KIND_WEIGHTS`).
     """
 
     name = "partnner"
 
     def __init__(self, manifest, budget=0.015, start_budget=8.0, hysteresis=0.03, bps=5e6, rtt_s=0.03,
-                 cloud_speedup=4.0, optimism=0.5, deadline_slack=2.0, min_probe_every=4, max_probe_every=64):
+                 cloud_speedup=4.0, optimism=0.5, deadline_slack=2.0, min_probe_every=4, max_probe_every=64,
+                 kind_weights=None):
         super().__init__(manifest)
         cuts = manifest.cuts
         if len(cuts) < 2 and (manifest.edge_only is None):
@@ -39,8 +62,8 @@ class Partnner(Selector):
         self.E = manifest.edge_only if manifest.edge_only is not None else len(cuts) - 1
         self.bytes = np.array([c.boundary_bytes for c in cuts], dtype=np.float64)
         self.is_edge = np.array([c.is_edge_only for c in cuts])
-        self.pmacs = np.array([c.prefix_macs for c in cuts], dtype=np.float64)
-        self.smacs = np.array([c.suffix_macs for c in cuts], dtype=np.float64)
+        self.pmacs = _work(cuts, "prefix", kind_weights)
+        self.smacs = _work(cuts, "suffix", kind_weights)
         zero_edge = manifest.cloud_only
         self.edge = CostCurve(self.pmacs, zero_at=zero_edge)
         self.cloud = CostCurve(self.smacs, zero_at=self.E)
@@ -106,7 +129,7 @@ class Partnner(Selector):
             # Edge-only: the link is unseen, so probe it on a backoff schedule (soon after it
             # went bad, rarely once it stays bad), with the cheapest promising cut.
             if self.link.since >= self.probe_every:
-                self.probe_every = min(2 * self.probe_every, self.max_probe_every)
+                self.probe_every = min(1.5 * self.probe_every, self.max_probe_every)
                 c = self._cheapest_probe(cand, est)
                 self.exploring = (c, float(est[best]), True)
                 return c

@@ -73,17 +73,21 @@ def test_partnner_finds_the_best_cut(n_cuts, bps, expect):
 
 @pytest.mark.parametrize("policy", ["partnner", "neurosurgeon"])
 def test_step_change_of_bandwidth_and_load_is_followed(policy):
-    w = world(40, seed=5, cloud_speedup=0.5, uplink=steps([(0, 100e6), (20, 0.3e6), (40, 100e6)]),
+    w = world(40, seed=5, cloud_speedup=0.2, uplink=steps([(0, 100e6), (20, 0.3e6), (40, 100e6)]),
               load=[(0, 1), (60, 30)])
     run = run_policy(w, policy, 700, seed=2)
     for tc in (20, 40, 60):
         i0 = int(np.searchsorted(run.start, tc))
         assert i0 < len(run.start) - 20, "the run reaches past every change"
         before = int(np.argmin(w.expected(tc - 2.0)))
-        after = int(np.argmin(w.expected(tc + 1e-3)))
+        after = int(np.argmin(w.expected(tc + 1.0)))
         assert before != after, "each change moves the best cut"
         j = frames_to_within(run.ratio, i0)
-        assert j is not None and j <= (10 if policy == "partnner" else 60), f"change at {tc}s: {j} frames"
+        # Partnner sees a change on the link or cloud it uses at once. A link that comes back
+        # while it runs edge-only is found by probes whose spacing grows while the link stays
+        # bad (here ~50 frames), which bounds what probing costs on a link that never returns.
+        bound = (10 if tc != 40 else 25) if policy == "partnner" else 60
+        assert j is not None and j <= bound, f"change at {tc}s: {j} frames"
 
 
 def test_outage_then_recovery():
