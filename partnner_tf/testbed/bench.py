@@ -266,8 +266,11 @@ def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, ho
         go("partnner", "partnner")
     if "best-fixed" in policies:
         est_frame = edge.mean_s if edge.ok else 0.1
-        order, _ = rank_fixed(manifest, bprof, link, est_frame, frames)
-        middle = [c for c in order if c not in (manifest.edge_only, manifest.cloud_only)][:fixed_top]
+        order, est = rank_fixed(manifest, bprof, link, est_frame, frames)
+        ends = min(est[manifest.edge_only], est[manifest.cloud_only])
+        # Only middle cuts the profile gives a chance (within 1.5x of the better end) are run.
+        middle = [c for c in order if c not in (manifest.edge_only, manifest.cloud_only)
+                  and est[c] < 1.5 * ends][:fixed_top]
         for c in middle:
             go(f"fixed:{c}", f"fixed:{c}")
         fixed = [r for n, r in runs.items() if r.ok and (n.startswith("fixed:") or n in ("edge", "cloud"))]
