@@ -29,7 +29,8 @@ def run_demo(out_dir, frames=100000, board="rpi3b", input_shape="224,224,3", dur
     emu = emulation_for(board)
     echo(f"board {board}: {emu['cpus']} core(s) at {emu['quota']:.3f} of a core each"
          + ("" if cap.can_cap else f" -- NOT emulated: {cap.reason}"))
-    out = ensure_converted(model, input_shape, out_dir / "models" / Path(model).name.split(".")[-1], progress=echo)
+    tag = Path(model).name.split(".")[-1] + "-" + input_shape.replace(",", "x")
+    out = ensure_converted(model, input_shape, out_dir / "models" / tag, progress=echo)
     manifest = load_manifest(out)
     names = {c.id: (c.layers[-1] if c.layers else "") for c in manifest.cuts}
     names[manifest.cloud_only] = "cloud-only: the input is sent"
@@ -53,8 +54,11 @@ def run_demo(out_dir, frames=100000, board="rpi3b", input_shape="224,224,3", dur
     finally:
         daemon.stop()
     _summary(runs, echo)
-    png = _plot(runs, up, load, out_dir / "demo.png", names)
-    echo(f"\nplot: {png}\nper-frame logs: {out_dir}/*.jsonl")
+    try:
+        echo(f"\nplot: {_plot(runs, up, load, out_dir / 'demo.png', names)}")
+    except ImportError as exc:
+        echo(f"\nno plot: matplotlib is missing ({exc}); pip install 'partnner-tf[testbed]'")
+    echo(f"per-frame logs: {out_dir}/*.jsonl")
 
 
 class _Live:
