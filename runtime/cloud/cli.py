@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import sys
 
 import click
@@ -41,6 +42,8 @@ def cloud():
               help="ZeroMQ endpoint; tcp://127.0.0.1:* picks a free port (printed on the READY line).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker threads running suffixes (see docs/protocol.md for why threads).")
+@click.option("--intra-op-threads", type=click.IntRange(0, 256), default=0, show_default=True,
+              help="TensorFlow threads inside one op; 0: all cores for one worker, cores/workers for several.")
 @click.option("--max-queue", default=64, show_default=True, type=click.IntRange(1, 100000),
               help="Waiting requests beyond which new ones are answered 'overloaded'.")
 @click.option("--preload", default="all", show_default=True,
@@ -57,7 +60,7 @@ def cloud():
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(outs, bind, workers, max_queue, preload, curve_secret, allowed_clients, insecure, max_message_bytes,
+def serve(outs, bind, workers, intra_op_threads, max_queue, preload, curve_secret, allowed_clients, insecure, max_message_bytes,
           drain_timeout, log_json, log_level):
     """Serve the converted models in OUTS (folders with manifest.json) until SIGTERM."""
     from partnner_tf.runtime.cloud import logs, security
@@ -68,8 +71,17 @@ def serve(outs, bind, workers, max_queue, preload, curve_secret, allowed_clients
     # TensorFlow loads only here: every other command of this group stays light.
     from partnner_tf.runtime.cloud.server import Daemon
 
+    if not intra_op_threads and workers > 1:
+        # Workers sharing one pool of all-core ops wait on each other; a share each runs better.
+        intra_op_threads = max(1, (os.cpu_count() or 1) // workers)
+    if intra_op_threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+
     daemon = Daemon(outs, bind, workers=workers, max_queue=max_queue, preload=preload, curve=curve,
-                    max_message_bytes=max_message_bytes, drain_timeout_s=drain_timeout)
+                    max_message_bytes=max_message_bytes, drain_timeout_s=drain_timeout,
+                    intra_op_threads=intra_op_threads or None)
     endpoint = daemon.start()
     click.echo(f"READY {endpoint}")
     sys.stdout.flush()

@@ -132,6 +132,19 @@ class ModelStore:
         first = [p for p in pairs if p[1] in wanted]
         return first, [p for p in pairs if p[1] not in wanted]
 
+    def warm_order(self, pairs):
+        """``pairs`` with each model's likely cuts first: cloud-only, then the Pareto cuts (each
+        boundary smaller than every earlier one), then the rest, so lazy warm-up helps soonest."""
+
+        def rank(pair):
+            m = self.models[pair[0]]
+            smaller = [c.boundary_bytes for c in m.manifest.cuts[: pair[1]] if m.runnable(c.id)]
+            cut = m.manifest.cuts[pair[1]]
+            pareto = cut.is_cloud_only or all(cut.boundary_bytes < b for b in smaller)
+            return (0 if cut.is_cloud_only else 1 if pareto else 2, pair[1])
+
+        return sorted(pairs, key=rank)
+
     def suffix(self, model_name, cut_id):
         """The warmed suffix for a cut, built now if it is not yet (that caller pays the build)."""
         m = self.models[model_name]
@@ -204,5 +217,6 @@ def _order(msg, expected):
 def check_finite(tensors):
     """Reject NaN and infinity in float tensors: they would poison the outputs silently."""
     for i, t in enumerate(tensors):
-        if t.dtype.kind == "f" and not np.isfinite(t).all():
+        # min/max propagate NaN and expose +-inf without allocating a mask the tensor's size.
+        if t.dtype.kind == "f" and t.size and not (np.isfinite(t.min()) and np.isfinite(t.max())):
             raise _fail("bad_value", f"tensor {i} holds NaN or infinity; finite values expected")

@@ -44,16 +44,18 @@ class Daemon:
         curve: None, or ``(public, secret, allowed_dir)`` to require CURVE.
         max_message_bytes: ZMQ_MAXMSGSIZE; a peer sending more is disconnected by libzmq.
         drain_timeout_s: on SIGTERM, how long to wait for requests in flight.
+        intra_op_threads: TensorFlow's per-op threads as configured by the caller (reported only).
     """
 
     def __init__(self, outs, bind, *, workers=1, max_queue=64, preload="all", curve=None,
-                 max_message_bytes=MAX_MESSAGE_BYTES, drain_timeout_s=30.0):
+                 max_message_bytes=MAX_MESSAGE_BYTES, drain_timeout_s=30.0, intra_op_threads=None):
         self.bind = bind
         self.workers = workers
         self.preload = preload
         self.curve = curve
         self.drain_timeout_s = drain_timeout_s
         self.max_message_bytes = max_message_bytes
+        self.intra_op_threads = intra_op_threads
         self.store = ModelStore(outs)
         self.jobs = queue.Queue(maxsize=max_queue)
         self.stats = Stats()
@@ -90,6 +92,7 @@ class Daemon:
             t.start()
             self._threads.append(t)
         if later:
+            later = self.store.warm_order(later)
             t = threading.Thread(target=self._warm, args=(later,), name="warmer", daemon=True)
             t.start()
         self.startup = {
@@ -100,7 +103,8 @@ class Daemon:
             "total_s": round(time.perf_counter() - t0, 3),
         }
         event(log, logging.INFO, "serving", endpoint=self.endpoint, models=sorted(self.store.models),
-              workers=self.workers, curve=self.curve is not None, **self.startup)
+              workers=self.workers, intra_op_threads=self.intra_op_threads, curve=self.curve is not None,
+              **self.startup)
         return self.endpoint
 
     def _bind(self):
@@ -246,11 +250,14 @@ class Daemon:
 
     def _run(self, job):
         msg = job.msg
+        try:
+            check_finite(job.tensors)  # here, not in the front end: it reads every byte
+        except ProtocolError as exc:
+            return self._error_frames(msg, exc.code, str(exc))
         t_start = time.perf_counter()
         with self._busy_lock:
             self.busy += 1
         try:
-            check_finite(job.tensors)
             outputs = self.store.suffix(msg.model, msg.cut)(job.tensors)
         except ProtocolError as exc:
             return self._error_frames(msg, exc.code, str(exc))
@@ -284,6 +291,7 @@ class Daemon:
         return {
             "protocol": PROTOCOL_VERSION,
             "workers": self.workers,
+            "intra_op_threads": self.intra_op_threads,
             "startup": self.startup,
             "models": {name: m.describe() for name, m in self.store.models.items()},
         }

@@ -1,5 +1,6 @@
 """Daemon lifecycle in real processes: SIGTERM drain, kill and restart, lazy warm-up, refusals."""
 
+import json
 import subprocess
 import sys
 import time
@@ -28,12 +29,13 @@ def test_sigterm_drains_requests_in_flight(out, ref):
     x = ref.frame(0)
     want = ref.expected(x)
     n = 300
-    with start_daemon(out, args=("--workers", "1", "--max-queue", str(n))) as d:
+    with start_daemon(out, args=("--workers", "1", "--max-queue", str(n), "--log-json")) as d:
         raw = RawSocket(d.endpoint)
         for i in range(n):
             raw.send(protocol.encode_request("infer", i, model=ref.manifest.name, cut=0, tensors=[x]))
+        first = raw.recv(timeout_s=30)  # the daemon is at work: the rest are queued or on the wire
         d.proc.send_signal(15)
-        replies = _collect(raw, n, timeout_s=60)
+        replies = [first] + _collect(raw, n - 1, timeout_s=60)
         raw.close()
         code = d.proc.wait(30)
     assert code == 0, d.log()
@@ -45,7 +47,16 @@ def test_sigterm_drains_requests_in_flight(out, ref):
     assert {r.code for r in refused} <= {"shutting_down"}, {r.code for r in refused}
     for r in ok:
         assert_close(r.tensors, want)
-    assert "draining" in d.log() and "stopped" in d.log()
+    # --log-json: one JSON object per event line (TensorFlow's own C++ lines aside).
+    events = [json.loads(line) for line in d.log().splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    assert {"serving", "draining", "stopped"} <= set(names), names
+    # Every request queued when the signal came was answered; later ones were refused explicitly.
+    in_flight = events[names.index("draining")]["in_flight"]
+    assert in_flight > 0 and len(ok) >= in_flight + 1, (in_flight, len(ok))
+    serving = events[names.index("serving")]
+    assert serving["endpoint"] == d.endpoint and serving["cuts_warmed"] == len(ref.cloud_cuts)
+    assert all({"ts", "level", "logger"} <= set(e) for e in events)
 
 
 def _collect(raw, n, timeout_s):
