@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 PREFIX_DIR = "prefixes"
+SAVED_MODEL_DIR = "saved_model"
 
 
 def convert(model, out_dir, *, input_shape=None, cuts="pareto", quantize="none", calibration=None,
@@ -75,21 +76,17 @@ def convert(model, out_dir, *, input_shape=None, cuts="pareto", quantize="none",
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         (staging / PREFIX_DIR).mkdir()
-        # model.keras is cached too: saving ResNet50 takes seconds, and a cached run should not.
-        saved = f"{model_key}.keras"
-        if not store.get_file(saved, staging / MODEL_FILE):
-            _save_model(keras_model, staging / MODEL_FILE)
-            store.put_file(saved, staging / MODEL_FILE)
+        model_file = _write_model(keras_model, staging, store, model_key)
         tasks = [worker.Task(cut_id, p.layer, p.position, p.position == points[-1].position,
                              str(staging / PREFIX_DIR / f"cut_{cut_id}.tflite") if cut_id else None,
                              store.key(model_key, p.layer if p.layer else ("edge" if cut_id else "cloud"),
                                        settings))
                  for cut_id, p in enumerate(chosen)]
-        results = _run_tasks(tasks, store, staging / MODEL_FILE, quantize, frames, select_tf_ops,
+        results = _run_tasks(tasks, store, staging / model_file, quantize, frames, select_tf_ops,
                              jobs, progress)
         _warn_unverified(tasks, results)
         manifest = _manifest(keras_model, name, chosen, tasks, results, quantize, cuts, len(points) - 2,
-                             model_key, staging)
+                             model_key, staging, model_file)
         write_json_atomic(staging / MANIFEST_NAME, manifest)
         _publish(staging, out)
     except BaseException:
@@ -118,6 +115,20 @@ def _check_out(out):
             f"output {out} is a non-empty folder that is not a conversion (no {MANIFEST_NAME}); "
             "refusing to replace it"
         )
+
+
+def _write_model(keras_model, staging, store, model_key):
+    """Write the cloud's copy of the model into ``staging``; returns its path relative to it."""
+    saved_model = getattr(keras_model, "_partnner_saved_model", None)
+    if saved_model:
+        shutil.copytree(saved_model, staging / SAVED_MODEL_DIR)
+        return f"{SAVED_MODEL_DIR}/saved_model.pb"
+    # model.keras is cached too: saving ResNet50 takes seconds, and a cached run should not.
+    saved = f"{model_key}.keras"
+    if not store.get_file(saved, staging / MODEL_FILE):
+        _save_model(keras_model, staging / MODEL_FILE)
+        store.put_file(saved, staging / MODEL_FILE)
+    return MODEL_FILE
 
 
 def _save_model(keras_model, path):
@@ -188,7 +199,8 @@ def _bar(total, enabled):
     return _Bar(total, enabled)
 
 
-def _manifest(keras_model, name, chosen, tasks, results, quantize, cuts, candidates, model_key, staging):
+def _manifest(keras_model, name, chosen, tasks, results, quantize, cuts, candidates, model_key, staging,
+              model_file):
     import keras
     import tensorflow as tf
 
@@ -209,9 +221,9 @@ def _manifest(keras_model, name, chosen, tasks, results, quantize, cuts, candida
         "version": MANIFEST_VERSION,
         "model": {
             "name": name,
-            "file": MODEL_FILE,
-            "sha256": sha256_file(staging / MODEL_FILE),
-            "bytes": (staging / MODEL_FILE).stat().st_size,
+            "file": model_file,
+            "sha256": sha256_file(staging / model_file),
+            "bytes": _model_bytes(staging / model_file),
             "content_hash": model_key,
             "input": {"name": inp.name, "shape": [1, *[int(d) for d in inp.shape[1:]]],
                       "dtype": str(inp.dtype), "signature_key": in_key},
@@ -226,6 +238,13 @@ def _manifest(keras_model, name, chosen, tasks, results, quantize, cuts, candida
         "converter": {"partnner_tf": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
         "cuts": cut_dicts,
     }
+
+
+def _model_bytes(path):
+    """Size of model.keras, or of the whole SavedModel folder holding saved_model.pb."""
+    if path.name == MODEL_FILE:
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.parent.rglob("*") if p.is_file())
 
 
 def _producer(tensor):

@@ -40,7 +40,7 @@ def load(model, input_shape=None):
     elif isinstance(model, str) and model.startswith(APPLICATIONS_PREFIX):
         loaded, name = _application(model[len(APPLICATIONS_PREFIX):], input_shape), model.split(".")[-1]
     elif isinstance(model, (str, Path)):
-        loaded, name = _load_path(Path(model)), Path(model).stem
+        loaded, name = _load_path(Path(model), input_shape), Path(model).stem
     else:
         raise ConversionError(
             "model: expected a keras.Model, a .keras/.h5 file, a SavedModel folder or "
@@ -66,13 +66,13 @@ def _application(app, input_shape):
         raise ConversionError(f"cannot build keras.applications.{app} with input shape {input_shape}: {exc}") from exc
 
 
-def _load_path(path):
+def _load_path(path, input_shape=None):
     import keras
 
     if not path.exists():
         raise ConversionError(f"model file {path} does not exist")
     if path.is_dir():
-        return _load_saved_model(path)
+        return _load_saved_model(path, input_shape)
     suffix = path.suffix.lower()
     if suffix not in (".keras", ".h5", ".hdf5"):
         raise ConversionError(
@@ -88,14 +88,20 @@ def _load_path(path):
         raise ConversionError(f"cannot load model file {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
-def _load_saved_model(path):
-    if not (path / "saved_model.pb").exists():
+def _load_saved_model(path, input_shape):
+    from partnner_tf.runtime.cloud.suffix import SAVED_MODEL_PB, wrap_saved_model
+
+    if not (path / SAVED_MODEL_PB).exists():
         raise ConversionError(f"{path} is a folder but not a SavedModel (no saved_model.pb)")
-    raise ConversionError(
-        f"{path} is a TensorFlow SavedModel: it keeps the computation but not the Keras layer graph "
-        "that cutting needs. Save the Keras model instead (model.save('model.keras'), or .h5 from "
-        "tf.keras) and convert that file"
+    warnings.warn(
+        f"{path} is a TensorFlow SavedModel: it keeps the computation but not the Keras layer "
+        "graph, so only the cloud-only and edge-only cuts exist and its MACs are unknown (0). "
+        "Convert the .keras (or tf.keras .h5) file to cut inside the model",
+        stacklevel=3,
     )
+    model = wrap_saved_model(path, input_shape)
+    model._partnner_saved_model = str(path)  # convert() ships the folder instead of model.keras
+    return model
 
 
 def _first_line(exc):

@@ -13,14 +13,79 @@ from partnner_tf.lazy import require
 def load_model(path):
     """Load the full model a manifest names (``model.file``) without compiling it.
 
+    ``model.file`` is a ``.keras`` file, or for a model converted from a TensorFlow SavedModel
+    the ``saved_model.pb`` of its folder (see :func:`wrap_saved_model`).
+
     Raises:
         ManifestError: the file is missing or not a Keras model.
     """
+    from pathlib import Path
+
     keras = require("keras", "cloud")
+    if Path(path).is_dir() or Path(path).name == SAVED_MODEL_PB:
+        try:
+            return wrap_saved_model(path)
+        except ConversionError as exc:
+            raise ManifestError(str(exc)) from exc
     try:
         return keras.saving.load_model(str(path), compile=False)
     except (OSError, ValueError, TypeError) as exc:
         raise ManifestError(f"cannot load the Keras model {path}: {exc}") from exc
+
+
+SAVED_MODEL_PB = "saved_model.pb"
+
+
+def wrap_saved_model(path, input_shape=None, endpoint="serving_default"):
+    """A Functional keras.Model around a TensorFlow SavedModel: one opaque layer, no inner cuts.
+
+    Args:
+        path: the SavedModel folder or its ``saved_model.pb``.
+        input_shape: (H, W, C) when the signature leaves sizes unknown.
+
+    Raises:
+        ConversionError: no such signature, several inputs, or unknown input sizes.
+    """
+    from pathlib import Path
+
+    tf = require("tensorflow", "cloud")
+    keras = require("keras", "cloud")
+    folder = Path(path)
+    folder = folder.parent if folder.name == SAVED_MODEL_PB else folder
+    try:
+        loaded = tf.saved_model.load(str(folder))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConversionError(f"cannot load the SavedModel {folder}: {exc}") from exc
+    if endpoint not in loaded.signatures:
+        raise ConversionError(
+            f"SavedModel {folder} has no signature {endpoint!r}; it has {sorted(loaded.signatures)}"
+        )
+    inputs = loaded.signatures[endpoint].structured_input_signature[1]
+    if len(inputs) != 1:
+        raise ConversionError(
+            f"SavedModel {folder} takes {len(inputs)} inputs {sorted(inputs)}; expected one"
+        )
+    (name, spec), = inputs.items()
+    shape = tuple(spec.shape[1:])
+    if any(d is None for d in shape):
+        if input_shape is None or len(input_shape) != len(shape):
+            raise ConversionError(
+                f"SavedModel {folder} input {name!r} has shape {spec.shape}; give --input-shape "
+                f"with {len(shape)} sizes"
+            )
+        shape = tuple(input_shape)
+    inp = keras.Input(shape, dtype=spec.dtype.name, name=name)
+    out = keras.layers.TFSMLayer(str(folder), call_endpoint=endpoint, name="saved_model")(inp)
+    if isinstance(out, dict):
+        out = [out[k] for k in sorted(out, key=_natural)]
+        out = out[0] if len(out) == 1 else out
+    return keras.Model(inp, out, name=folder.name)
+
+
+def _natural(key):
+    """output_2 before output_10."""
+    head, _, tail = key.rpartition("_")
+    return (head, int(tail)) if tail.isdigit() else (key, -1)
 
 
 def _layers_and_specs(model, cut):
@@ -69,6 +134,16 @@ class Suffix:
             )
         out = self.fn(*[np.asarray(t, dtype=d) for t, (_, d) in zip(tensors, self.specs)])
         return [o.numpy() for o in out]
+
+    def eager(self, tensors):
+        """The same sub-model run eagerly: no tracing (the converter checks every cut this way)."""
+        if isinstance(tensors, np.ndarray) or not isinstance(tensors, (list, tuple)):
+            tensors = [tensors]
+        if self.model is None:
+            return [np.asarray(t) for t in tensors]
+        xs = [np.asarray(t, dtype=d) for t, (_, d) in zip(tensors, self.specs)]
+        out = self.model(xs[0] if len(xs) == 1 else xs, training=False)
+        return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
 
 def build_suffix(model, cut, warm=True):

@@ -6,6 +6,7 @@ import pytest
 from partnner_tf.converters import convert
 from partnner_tf.converters.loading import parse_input_shape
 from partnner_tf.errors import ConversionError
+from partnner_tf.manifest import verify_files
 from partnner_tf.runtime.cloud.suffix import build_suffix, load_model
 from tests import models
 
@@ -113,10 +114,23 @@ def test_corrupt_and_missing_files(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_saved_model_folder_is_refused_with_the_reason(tmp_path):
-    models.get_model("chain").export(tmp_path / "sm", verbose=False)
-    with pytest.raises(ConversionError, match="SavedModel.*not the Keras layer graph.*model.keras"):
-        convert(tmp_path / "sm", tmp_path / "out", cache_dir=False)
+def test_saved_model_folder_converts_with_its_two_cuts(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = models.get_model("chain")
+    model.export(tmp_path / "sm", verbose=False)
+    with pytest.warns(UserWarning, match="SavedModel.*only the cloud-only and edge-only cuts"):
+        m = convert(tmp_path / "sm", tmp_path / "out", cache_dir=False)
+    assert [c.layers for c in m.cuts] == [(), ()] and m.cloud_only == 0 and m.edge_only == 1
+    assert m.model_file == "saved_model/saved_model.pb"
+    verify_files(m)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)
+    want = np.asarray(model(x))
+    cloud = load_model(m.path(m.model_file))  # what the cloud daemon does
+    np.testing.assert_allclose(build_suffix(cloud, m.cuts[0])([x])[0], want, rtol=1e-5, atol=1e-6)
+    runner = Interpreter(model_path=str(m.path(m.cuts[1].prefix))).get_signature_runner()
+    got = runner(**{m.raw["model"]["input"]["signature_key"]: x})["output_0"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
