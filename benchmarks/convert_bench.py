@@ -65,7 +65,7 @@ def main():
     args = ap.parse_args()
     shape = "96,96,3" if args.quick else "224,224,3"
     cases = [("MobileNetV2", "pareto")] if args.quick else [
-        ("MobileNetV2", "pareto"), ("MobileNetV2", "all"), ("ResNet50", "pareto"), ("ResNet50", "all")
+        ("MobileNetV2", "pareto"), ("ResNet50", "pareto"), ("MobileNetV2", "all"), ("ResNet50", "all")
     ]
     work = Path(tempfile.mkdtemp(prefix="convert-bench-"))
     rows = []
@@ -85,6 +85,7 @@ def main():
                 row["jobs2_s"], _ = convert(model, shape, cuts, work / "out", work / f"cache-{model}-j2", jobs=2)
             rows.append(row)
             print(json.dumps(row), flush=True)
+            write_report(rows, None, shape)  # partial results survive an interrupted run
         method = method_ratio(shape)
         print(json.dumps(method), flush=True)
     finally:
@@ -114,11 +115,14 @@ def write_report(rows, method, shape):
             f"| {j2_s} | {j2_ratio} "
             f"| {r['edge_mb']:.1f} | {r['model_mb']:.1f} | {r['max_rel_err']:.1e} |"
         )
+    if method:
+        lines += [
+            "",
+            "Prefix conversion method, full MobileNetV2 in one process: concrete function + injected "
+            f"signature {method['ours']:.2f} s vs `model.export()` + `from_saved_model` "
+            f"{method['export']:.2f} s (ratio {method['export'] / method['ours']:.1f}x).",
+        ]
     lines += [
-        "",
-        "Prefix conversion method, full MobileNetV2 in one process: concrete function + injected "
-        f"signature {method['ours']:.2f} s vs `model.export()` + `from_saved_model` "
-        f"{method['export']:.2f} s (ratio {method['export'] / method['ours']:.1f}x).",
         "",
         "Cuts built = cloud-only + selected single-tensor cuts + edge-only; candidates = all "
         "single-tensor cut points. Edge total = sum of all prefix .tflite files.",
