@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-deps bench clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,11 @@ $(STAMP): setup.cfg pyproject.toml
 demo: setup
 	$(VENV)/bin/partnner demo
 
-test: setup
+# System packages the tests need (OpenSSH server for the flash tests); best effort, says why not.
+test-deps:
+	sh .ci/setup-sshd.sh
+
+test: setup test-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:
