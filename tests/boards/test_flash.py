@@ -62,6 +62,12 @@ def test_unreachable_host(sshd, x86_bundle):
 def test_wrong_key_is_refused(sshd, x86_bundle):
     with pytest.raises(FlashError, match="refused the key"):
         flash(x86_bundle.path, _target(sshd, key=sshd["wrong_key"]))
+    args = ["flash", str(x86_bundle.path), "--host", f"{sshd['user']}@127.0.0.1", "--port", str(sshd["port"]),
+            "--identity", str(sshd["wrong_key"])]
+    for opt in sshd["options"]:
+        args += ["-o", opt]
+    r = CliRunner().invoke(board_cli, args)
+    assert r.exit_code != 0 and isinstance(r.exception, FlashError)
 
 
 def _wait_lines(path, n, timeout_s):
