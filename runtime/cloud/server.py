@@ -87,7 +87,9 @@ class Daemon:
         t_warm = time.perf_counter() - t0 - t_load
         self.replies = self.ctx.socket(zmq.PULL)
         self.replies.bind(REPLIES)
-        for i in range(self.workers):
+        # One worker runs inline in the front-end thread: no thread hand-off per request
+        # (two wake-ups saved, measured in benchmarks/cloud_bench.py); more get a thread each.
+        for i in range(self.workers if self.workers > 1 else 0):
             t = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -155,7 +157,8 @@ class Daemon:
             if self._stopping.is_set() and drain_until is None:
                 drain_until = time.monotonic() + self.drain_timeout_s
                 event(log, logging.INFO, "draining", in_flight=self._inflight)
-            events = dict(poller.poll(POLL_MS))
+            inline = not self._threads and not self.jobs.empty()
+            events = dict(poller.poll(0 if inline else POLL_MS))
             if self.replies in events:
                 self._forward_replies()
             if self.front in events:
@@ -165,6 +168,12 @@ class Daemon:
                     except zmq.Again:
                         break
                     self._handle(frames)
+            if inline:
+                # One job per turn, so that pings and new requests are read between jobs.
+                job = self.jobs.get_nowait()
+                self._send([job.ident, *self._run(job)])
+                self._inflight -= 1
+                continue
             # Draining ends once nothing is in flight and a whole poll brought no new message:
             # requests already on the wire when the signal came are answered, not lost.
             if drain_until is not None and (

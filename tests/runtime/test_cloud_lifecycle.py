@@ -130,8 +130,21 @@ def test_bad_preload_and_duplicate_models_refuse(out):
     assert dup.returncode != 0 and "each served model needs its own name" in dup.stderr
 
 
-def test_bind_conflict_is_a_clean_error(out):
-    with start_daemon(out) as d:
+def test_full_queue_answers_overloaded_and_taken_port_is_a_clean_error(out, ref):
+    n = 200
+    with start_daemon(out, args=("--max-queue", "2")) as d:
+        raw = RawSocket(d.endpoint)
+        x = ref.frame(5)
+        for i in range(n):
+            raw.send(protocol.encode_request("infer", i, model=ref.manifest.name, cut=0, tensors=[x]))
+        replies = _collect(raw, n, timeout_s=60)
+        raw.close()
+        assert len(replies) == n
+        codes = {r.code if r.type == "error" else "ok" for r in replies}
+        assert codes == {"ok", "overloaded"}, codes
+        for r in replies:
+            if r.type == "ok":
+                assert_close(r.tensors, ref.expected(x))
         result = _serve(out, "--bind", d.endpoint, "--preload", "none")
         assert result.returncode != 0
         assert "Traceback" not in result.stderr and "Address already in use" in result.stderr
