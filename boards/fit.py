@@ -212,7 +212,7 @@ def _cut_fit(board, manifest, cut, stats):
             f"(received {'/'.join(stats.input_dtypes)} in, {'/'.join(stats.output_dtypes)} out)"
         )
     fits = mem <= board.memory_mb and storage <= board.storage_mb
-    return CutFit(cut.id, layer, fits, round(mem, 1), round(storage, 1), accel, reasons)
+    return CutFit(cut.id, layer, fits, round(mem, 3), round(storage, 3), accel, reasons)
 
 
 def fit_model(out, board, *, require_accelerator=False):

@@ -202,3 +202,30 @@ def test_systemd_unit_verifies(x86_bundle, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"ExecStart={top}/run.sh" in unit
+
+
+def test_partial_bundle_marks_cuts_left_out(tiny_out, built_wheel, wheel_cache, tmp_path):
+    import dataclasses
+
+    from partnner_tf.boards.fit import fit_model
+
+    full = fit_model(tiny_out, "generic-x86_64")
+    mems = sorted({c.memory_mb for c in full.cuts if c.cut in full.edge_cuts})
+    assert len(mems) > 1
+    # A budget between the lightest and the heaviest prefix: the big ones stay home.
+    board = dataclasses.replace(get_board("generic-x86_64"), name="x86-tight", memory_mb=(mems[0] + mems[-1]) / 2)
+    fit = fit_model(tiny_out, board)
+    assert 0 < len(fit.edge_cuts) < len(full.edge_cuts)
+    r = make_bundle(tiny_out, board, tmp_path / "p.tar.gz", policy="cloud",
+                    wheel=built_wheel, cache=wheel_cache)
+    members = _members(r.path)
+    top = "partnner-tiny_chain-x86-tight"
+    bm = json.loads(members[f"{top}/model/manifest.json"][1])
+    m = load_manifest(tiny_out)
+    assert bm["bundle"]["cuts"] == fit.fitting == r.cuts
+    for cut in bm["cuts"]:
+        present = cut["id"] in fit.fitting
+        assert cut.get("on_board", True) is present
+        if cut["prefix"]:
+            assert (f"{top}/model/{cut['prefix']}" in members) is present
+    assert manifest_from_dict(bm).cuts == m.cuts  # ids and fields unchanged: the cloud's cut ids
