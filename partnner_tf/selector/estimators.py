@@ -7,26 +7,28 @@ import numpy as np
 #: A residual outside [1/BAND, BAND] is an outlier; OUTLIERS of them in a row mean a change.
 BAND = 1.35
 OUTLIERS = 2
+#: The link is bursty: only this many transfers in a row outside the band are a change.
+SUSTAIN = 3
 
 
 class LinkEstimator:
     """transfer_s ~= rtt + bytes * s_per_byte, learned from (bytes, transfer_s) pairs.
 
     The fixed part (``rtt``) moves slowly and is fitted over many frames by weighted least squares
-    (relative errors, exponential forgetting); the per-byte part moves fast (cellular links swing
-    within seconds): a log-space EWMA weighted by how much of the transfer the bytes explain, that
-    jumps when residuals leave the band on consecutive frames. A timeout is a strong signal: the
-    link carried at most the bytes in the time waited.
+    (relative errors, exponential forgetting). The per-byte part is an EWMA of the mean (a bursty
+    link's expected transfer includes its bursts), weighted by how much of the transfer the bytes
+    explain, that restarts from the recent figures when SUSTAIN transfers in a row fall outside
+    the band on the same side. A timeout is a censored sample: the link was slower than that.
     """
 
-    def __init__(self, bps=5e6, rtt_s=0.03, alpha=0.5, keep=0.93, window=40):
+    def __init__(self, bps=5e6, rtt_s=0.03, alpha=0.3, keep=0.93, window=40):
         self.s_per_byte = 8.0 / bps
         self.rtt = rtt_s
         self.alpha = alpha
         self.keep = keep
         self.window = window
         self.history = []  # (bytes, transfer_s) of recent completed transfers
-        self.outliers = 0
+        self.recent = []  # (side of the band, s/byte) of the last few transfers
         self.observed = 0
         self.timeouts = 0
         self.since = 0  # frames since the link was last observed
@@ -41,24 +43,32 @@ class LinkEstimator:
         nbytes = max(float(nbytes), 1.0)
         transfer_s = max(float(transfer_s), 1e-5)
         ratio = transfer_s / float(self.predict(nbytes))
-        self.outliers = self.outliers + 1 if not 1 / BAND <= ratio <= BAND else 0
         self.history = (self.history + [(nbytes, transfer_s)])[-self.window:]
         self._fit_rtt(transfer_s)
         wire = max(transfer_s - self.rtt, 0.05 * transfer_s)
         share = wire / transfer_s  # how much the bytes explain: little for a tiny payload
-        # A change (outliers in a row), the first sight or a probe: believe the new figure.
-        jump = self.outliers >= OUTLIERS or self.observed == 0 or trust
-        a = 0.9 if jump else self.alpha * max(share, 0.1)
-        self.s_per_byte = math.exp((1 - a) * math.log(self.s_per_byte) + a * math.log(wire / nbytes))
+        y = wire / nbytes
+        side = 1 if ratio > BAND else (-1 if ratio < 1 / BAND else 0)
+        self.recent = (self.recent + [(side, y)])[-SUSTAIN:]
+        if self.observed == 0 or trust:
+            self.s_per_byte = y  # first sight, or a probe of a link unseen for a while
+        elif side and len(self.recent) == SUSTAIN and all(sd == side for sd, _ in self.recent):
+            # A sustained shift, not a burst: restart from the recent figures.
+            self.s_per_byte = float(np.median([v for _, v in self.recent]))
+            self.recent = []
+        else:
+            # The mean (not the median): a bursty link's expected transfer includes its bursts.
+            a = self.alpha * max(share, 0.1)
+            self.s_per_byte = (1 - a) * self.s_per_byte + a * y
         self.observed += 1
         self.since = 0
 
     def timeout(self, nbytes, waited_s):
         """The transfer took longer than ``waited_s``: the link is slower than that, likely much."""
         nbytes = max(float(nbytes or 1), 1.0)
-        self.s_per_byte = max(self.s_per_byte, 2.0 * max(waited_s - self.rtt, waited_s / 2) / nbytes)
-        self.history.clear()
-        self.outliers = 0
+        y = 2.0 * max(waited_s - self.rtt, waited_s / 2) / nbytes
+        self.s_per_byte = max(self.s_per_byte, 0.5 * self.s_per_byte + 0.5 * y)
+        self.recent = (self.recent + [(1, y)])[-SUSTAIN:]
         self.timeouts += 1
         self.since = 0
 

@@ -178,19 +178,18 @@ class Partnner(Selector):
         self.tokens = min(self.tokens + self.budget * float(est.min()), 50.0 * float(est.min()))
 
     def deadline_s(self, cut):
-        """Wait for the cloud a few times its estimate, but never so long that the frame loses
-        more than two edge-only frames: a link that slow is no use to any cut. A probe waits
-        only until it has lost to edge-only: past that, the answer (no) is known."""
+        """How long to wait for the cloud. Giving up costs a whole edge-only run, so a frame
+        waits its estimate twice over plus one edge-only frame; a link that bursty or that
+        dead is no use to it anyway. A probe waits only until it has lost to edge-only."""
         if np.isnan(self.edge.anchor[self.E]) or self.is_edge[cut]:
             return None
         est, _ = self.estimates()
         e_full = float(est[self.E])
         remote = self._remote(cut)
-        e_cut = float(est[cut]) - remote
-        bound = 2.0 * e_full - e_cut
         if self.exploring is not None and self.exploring[0] == cut and self.exploring[2]:
-            bound = 1.2 * max(e_full - e_cut, 0.0) + 0.01
-        return float(max(min(self.deadline_slack * remote + 0.01, bound), 0.02))
+            e_cut = float(est[cut]) - remote
+            return float(max(1.2 * max(e_full - e_cut, 0.0) + 0.01, 0.02))
+        return float(max(self.deadline_slack * remote + e_full, 0.02))
 
     def likely_cuts(self):
         """Cuts the next frames may ask for (the runtime preloads them)."""
