@@ -50,10 +50,17 @@ def _check_output(output):
     return output
 
 
-def _check_policy(policy, manifest):
+def _check_policy(policy, manifest, fit):
+    """A known policy, and a fixed one (edge, cloud, fixed:K) only on a cut the bundle carries."""
     from partnner_tf.selector import make_selector
 
-    make_selector(policy, manifest)  # raises PartnnerError naming the known policies
+    selector = make_selector(policy, manifest)  # raises PartnnerError naming the known policies
+    cut = getattr(selector, "cut", None)
+    if isinstance(cut, int) and cut not in fit.fitting:
+        raise BoardFitError(
+            f"policy {policy!r} runs cut {cut}, which does not fit board {fit.board.name!r}; "
+            f"the cuts that fit are {fit.fitting}"
+        )
 
 
 def _curve_files(curve_keys):
@@ -196,11 +203,11 @@ def make_bundle(out, board, output, *, cloud=None, policy="partnner", curve_keys
     board = get_board(board)
     output = _check_output(output)
     manifest = load_manifest(out)
-    _check_policy(policy, manifest)
     curve_paths = _curve_files(curve_keys) if curve_keys else []
     # Hashes first: an altered prefix must be named as such, not misread by the fit.
     verify_files(manifest, cut_ids=[c.id for c in manifest.cuts if c.prefix is not None])
     fit = fit_model(manifest, board).check()
+    _check_policy(policy, manifest, fit)
     _check_storage(manifest, board, fit)
     notes = [f"cut {c.cut}: {'; '.join(c.reasons)}" for c in fit.cuts if c.reasons]
     with tempfile.TemporaryDirectory(prefix=".partnner-bundle-", dir=output.parent) as tmp:

@@ -216,6 +216,8 @@ def test_partial_bundle_marks_cuts_left_out(tiny_out, built_wheel, wheel_cache, 
     board = dataclasses.replace(get_board("generic-x86_64"), name="x86-tight", memory_mb=(mems[0] + mems[-1]) / 2)
     fit = fit_model(tiny_out, board)
     assert 0 < len(fit.edge_cuts) < len(full.edge_cuts)
+    with pytest.raises(BoardFitError, match="does not fit"):  # edge-only is among the cuts left out
+        make_bundle(tiny_out, board, tmp_path / "p.tar.gz", policy="edge", wheel=built_wheel, cache=wheel_cache)
     r = make_bundle(tiny_out, board, tmp_path / "p.tar.gz", policy="cloud",
                     wheel=built_wheel, cache=wheel_cache)
     members = _members(r.path)
