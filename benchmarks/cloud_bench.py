@@ -215,10 +215,10 @@ def throughput(work, seconds, rounds=3):
     shape = cut.boundary[0].shape
     pre = ("--preload", str(cut.id))
     setups = [  # (label, daemon args, number of daemons, client counts)
-        ("1 daemon, 1 worker thread", ("--workers", "1"), 1, (1, 2, 4)),
+        ("1 daemon, 1 worker (inline in the front-end thread; default)", ("--workers", "1"), 1, (1, 2, 4)),
         ("1 daemon, 2 worker threads sharing 2 intra-op threads", ("--workers", "2", "--intra-op-threads", "2"), 1,
          (1, 2, 4)),
-        ("1 daemon, 2 worker threads, 1 intra-op thread each (default)", ("--workers", "2"), 1, (1, 2, 4)),
+        ("1 daemon, 2 worker threads, 1 intra-op thread each (auto)", ("--workers", "2"), 1, (1, 2, 4)),
         ("2 daemon processes, 1 worker each", ("--workers", "1"), 2, (2, 4)),
     ]
     bare = BareLoop(out, cut.id)
