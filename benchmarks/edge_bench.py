@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/edge_bench.py [--out OUT] [--frames 300] [--every 5]
 
-Without ``--out`` it converts MobileNetV2 (weights=None, 224x224, pareto cuts) once into a cache
-folder. A real cloud daemon serves it on loopback. Three streams of the same length run through
+Without ``--out`` it converts MobileNetV2 (weights=None, 224x224, every 5th of its 74
+single-tensor cuts: 15 cuts plus cloud-only and edge-only) once into a cache folder. A real cloud daemon serves it on loopback. Three streams of the same length run through
 :class:`EdgeRuntime` against that daemon:
 
 - ``fixed``: the middle cut K for every frame (the baseline);
@@ -95,6 +95,19 @@ def run_stream(out, endpoint, cuts, x, threads, preload=False, radius=2):
         }
 
 
+def convert_spread(out):
+    """MobileNetV2 224 with every 5th of its 74 single-tensor cuts: prefixes of every size."""
+    import keras
+
+    from partnner_tf.converters import convert
+    from partnner_tf.converters import cuts as cuts_mod
+
+    print(f"converting MobileNetV2 224 into {out} ...", file=sys.stderr)
+    model = keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None)
+    names = [p.layer for p in cuts_mod.cut_points(cuts_mod.Graph(model)) if p.layer][2::5]
+    convert("keras.applications.MobileNetV2", out, input_shape=(224, 224, 3), cuts=names)
+
+
 def load_times(m, cuts, threads):
     from partnner_tf.runtime.interpreter import load_prefix
 
@@ -113,14 +126,11 @@ def main(argv=None):
     ap.add_argument("--every", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3, help="each stream runs this many times, interleaved")
-    ap.add_argument("--cache", default="/tmp/partnner-bench/mobilenetv2-224")
+    ap.add_argument("--cache", default="/tmp/partnner-bench/mobilenetv2-224-spread")
     args = ap.parse_args(argv)
     out = Path(args.out or args.cache)
     if not (out / "manifest.json").exists():
-        from partnner_tf.converters import convert
-
-        print(f"converting MobileNetV2 224 into {out} ...", file=sys.stderr)
-        convert("keras.applications.MobileNetV2", out, input_shape=(224, 224, 3), cuts="pareto")
+        convert_spread(out)
     m = load_manifest(out)
     x = np.random.default_rng(0).uniform(-1, 1, (args.frames, *m.input.shape[1:])).astype(np.float32)
     from partnner_tf.runtime.cloud.spawn import start_daemon
