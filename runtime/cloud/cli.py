@@ -46,6 +46,8 @@ def cloud():
               help="TensorFlow threads inside one op; 0: all cores for one worker, cores/workers for several.")
 @click.option("--max-queue", default=64, show_default=True, type=click.IntRange(1, 100000),
               help="Waiting requests beyond which new ones are answered 'overloaded'.")
+@click.option("--max-per-client", type=click.IntRange(1, 100000), default=None,
+              help="Requests one client may have waiting or running [default: max-queue / 4].")
 @click.option("--preload", default="all", show_default=True,
               help="Cuts warmed before serving: all, none, or ids like 0,3,5; the rest warm in the background.")
 @click.option("--curve-secret", type=click.Path(exists=True, dir_okay=False),
@@ -60,7 +62,7 @@ def cloud():
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(outs, bind, workers, intra_op_threads, max_queue, preload, curve_secret, allowed_clients, insecure, max_message_bytes,
+def serve(outs, bind, workers, intra_op_threads, max_queue, max_per_client, preload, curve_secret, allowed_clients, insecure, max_message_bytes,
           drain_timeout, log_json, log_level):
     """Serve the converted models in OUTS (folders with manifest.json) until SIGTERM."""
     from partnner_tf.runtime.cloud import logs, security
@@ -81,7 +83,7 @@ def serve(outs, bind, workers, intra_op_threads, max_queue, preload, curve_secre
 
     daemon = Daemon(outs, bind, workers=workers, max_queue=max_queue, preload=preload, curve=curve,
                     max_message_bytes=max_message_bytes, drain_timeout_s=drain_timeout,
-                    intra_op_threads=intra_op_threads or None)
+                    intra_op_threads=intra_op_threads or None, max_per_client=max_per_client)
     endpoint = daemon.start()
     click.echo(f"READY {endpoint}")
     sys.stdout.flush()

@@ -4,6 +4,7 @@ import logging
 import queue
 import signal
 import threading
+from collections import Counter
 import time
 from dataclasses import dataclass
 
@@ -42,13 +43,15 @@ class Daemon:
         preload: ``all``, ``none`` or cut ids ``0,3,5`` to warm before serving; the rest is
             warmed in the background after start.
         curve: None, or ``(public, secret, allowed_dir)`` to require CURVE.
+        max_per_client: requests one client may have waiting or running (default max_queue/4).
         max_message_bytes: ZMQ_MAXMSGSIZE; a peer sending more is disconnected by libzmq.
         drain_timeout_s: on SIGTERM, how long to wait for requests in flight.
         intra_op_threads: TensorFlow's per-op threads as configured by the caller (reported only).
     """
 
     def __init__(self, outs, bind, *, workers=1, max_queue=64, preload="all", curve=None,
-                 max_message_bytes=MAX_MESSAGE_BYTES, drain_timeout_s=30.0, intra_op_threads=None):
+                 max_message_bytes=MAX_MESSAGE_BYTES, drain_timeout_s=30.0, intra_op_threads=None,
+                 max_per_client=None):
         self.bind = bind
         self.workers = workers
         self.preload = preload
@@ -63,6 +66,9 @@ class Daemon:
         self._busy_lock = threading.Lock()
         self._stopping = threading.Event()
         self._inflight = 0
+        # Requests waiting or running per client identity: one client cannot take every slot.
+        self._per_client = Counter()
+        self.max_per_client = max(1, max_queue // 4) if max_per_client is None else max_per_client
         self._threads = []
         self.endpoint = None
         self.startup = {}
@@ -171,8 +177,9 @@ class Daemon:
             if inline:
                 # One job per turn, so that pings and new requests are read between jobs.
                 job = self.jobs.get_nowait()
-                self._send([job.ident, *self._run(job)])
-                self._inflight -= 1
+                reply = [job.ident, *self._run(job)]
+                self._finished(job.ident)
+                self._send(reply)
                 continue
             # Draining ends once nothing is in flight and a whole poll brought no new message:
             # requests already on the wire when the signal came are answered, not lost.
@@ -191,8 +198,15 @@ class Daemon:
                 frames = self.replies.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._inflight -= 1
+            self._finished(frames[0])
             self._send(frames)
+
+    def _finished(self, ident):
+        self._inflight -= 1
+        key = ident.bytes
+        self._per_client[key] -= 1
+        if self._per_client[key] <= 0:
+            del self._per_client[key]  # the map holds only clients with work: bounded
 
     def _send(self, frames):
         try:
@@ -233,6 +247,10 @@ class Daemon:
         if self._stopping.is_set():
             self._reply_error(ident, msg.id, "shutting_down", "the daemon is draining and takes no new requests")
             return
+        if self._per_client[ident.bytes] >= self.max_per_client:
+            self._reply_error(ident, msg.id, "overloaded",
+                              f"this client already has {self.max_per_client} requests waiting; retry later")
+            return
         try:
             tensors = self.store.check(msg)
         except ProtocolError as exc:
@@ -244,6 +262,7 @@ class Daemon:
             self._reply_error(ident, msg.id, "overloaded", f"{self.jobs.maxsize} requests already wait; retry later")
             return
         self._inflight += 1
+        self._per_client[ident.bytes] += 1
 
     # -- workers -------------------------------------------------------------------------------
 

@@ -188,3 +188,24 @@ def test_cli_ping_down_exits_1():
 def test_cli_help(command):
     result = CliRunner().invoke(cloud_cli, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_client_that_stops_reading_blocks_no_one(refs, daemon, client):
+    ref = refs["chain"]
+    ctx = zmq.Context.instance()
+    hog = ctx.socket(zmq.DEALER)
+    hog.linger = 0
+    hog.rcvhwm = 1
+    hog.connect(daemon.endpoint)
+    x = ref.frame(0)
+    try:
+        # Thousands of replies it never reads: the daemon must drop them, not wait for it.
+        for i in range(3000):
+            hog.send_multipart(protocol.encode_request("infer", i, model=ref.manifest.name, cut=0, tensors=[x]),
+                               copy=False)
+        y = ref.frame(13)
+        for _ in range(5):
+            assert_close(client.infer(ref.manifest.name, 0, [y], timeout_s=20).outputs, ref.expected(y))
+    finally:
+        hog.close(linger=0)
+    assert client.ping(timeout_s=5) > 0

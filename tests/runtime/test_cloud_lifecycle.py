@@ -29,7 +29,7 @@ def test_sigterm_drains_requests_in_flight(out, ref):
     x = ref.frame(0)
     want = ref.expected(x)
     n = 300
-    with start_daemon(out, args=("--workers", "1", "--max-queue", str(n), "--log-json")) as d:
+    with start_daemon(out, args=("--workers", "1", "--max-queue", str(n), "--max-per-client", str(n), "--log-json")) as d:
         raw = RawSocket(d.endpoint)
         for i in range(n):
             raw.send(protocol.encode_request("infer", i, model=ref.manifest.name, cut=0, tensors=[x]))
