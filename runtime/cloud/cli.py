@@ -41,7 +41,8 @@ def cloud():
 @click.option("--bind", default=DEFAULT_ENDPOINT, envvar=ENV_ENDPOINT, show_default=True,
               help="ZeroMQ endpoint; tcp://127.0.0.1:* picks a free port (printed on the READY line).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Worker threads running suffixes (see docs/protocol.md for why threads).")
+              help="Workers running suffixes: 1 runs them in the front-end thread, more run in threads "
+                   "(see docs/protocol.md).")
 @click.option("--intra-op-threads", type=click.IntRange(0, 256), default=0, show_default=True,
               help="TensorFlow threads inside one op; 0: all cores for one worker, cores/workers for several.")
 @click.option("--max-queue", default=64, show_default=True, type=click.IntRange(1, 100000),
@@ -62,8 +63,8 @@ def cloud():
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(outs, bind, workers, intra_op_threads, max_queue, max_per_client, preload, curve_secret, allowed_clients, insecure, max_message_bytes,
-          drain_timeout, log_json, log_level):
+def serve(outs, bind, workers, intra_op_threads, max_queue, max_per_client, preload, curve_secret,
+          allowed_clients, insecure, max_message_bytes, drain_timeout, log_json, log_level):
     """Serve the converted models in OUTS (folders with manifest.json) until SIGTERM."""
     from partnner_tf.runtime.cloud import logs, security
 

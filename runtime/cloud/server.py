@@ -297,6 +297,9 @@ class Daemon:
                 self.busy -= 1
         t_end = time.perf_counter()
         self.stats.done(msg.model, msg.cut, t_start - job.t_recv, t_end - t_start)
+        if log.isEnabledFor(logging.DEBUG):  # one line per request only when asked (--log-level debug)
+            event(log, logging.DEBUG, "answered", id=msg.id, model=msg.model, cut=msg.cut,
+                  queue_s=round(t_start - job.t_recv, 6), compute_s=round(t_end - t_start, 6))
         return protocol.encode_ok(
             msg.id,
             tensors=outputs,

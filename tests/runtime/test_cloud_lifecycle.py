@@ -94,7 +94,8 @@ def test_same_client_survives_kill_and_restart(out, ref):
 
 def test_preload_none_warms_lazily_and_answers(out, ref):
     cuts = ref.cloud_cuts
-    with start_daemon(out, args=("--preload", str(cuts[1]))) as d, CloudClient(d.endpoint) as client:
+    with start_daemon(out, args=("--preload", str(cuts[1]), "--log-level", "debug")) as d, \
+            CloudClient(d.endpoint) as client:
         desc = client.describe()
         assert desc["startup"]["cuts_warmed"] == 1
         assert desc["startup"]["cuts_lazy"] == len(cuts) - 1
@@ -107,6 +108,8 @@ def test_preload_none_warms_lazily_and_answers(out, ref):
         while not all(c["ready"] for c in client.describe()["models"][ref.manifest.name]["cuts"] if c["cloud"]):
             assert time.monotonic() < deadline, "the background warm-up never finished"
             time.sleep(0.2)
+    # --log-level debug: one line per answered request.
+    assert d.log().count(" answered ") >= len(cuts), d.log()[-2000:]
 
 
 def _serve(*args, timeout=60):
