@@ -34,6 +34,8 @@ from partnner_tf.runtime.edge import EdgeRuntime
 from partnner_tf.selector import Selector
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: Room for every prefix at once, so that the preloaded twins hold them all (no eviction).
+BUDGET_BYTES = 4 << 30
 
 
 class Schedule(Selector):
@@ -71,10 +73,13 @@ def schedules(m, frames, every, seed=0):
 def run_stream(out, endpoint, cuts, x, threads, preload=False, radius=2):
     m = load_manifest(out)
     with EdgeRuntime(out, cloud=endpoint, selector=Schedule(m, cuts), threads=threads,
-                     prefetch_radius=radius) as rt:
+                     prefetch_radius=radius, budget_bytes=BUDGET_BYTES) as rt:
         if preload:  # the reference: every prefix of the schedule loaded and warmed beforehand
             rt.cache.prefetch(sorted(set(cuts)))
+            deadline = time.monotonic() + 300
             while not all(rt.cache.is_ready(c) for c in set(cuts)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"prefixes {sorted(set(cuts))} never all loaded: over the budget?")
                 time.sleep(0.01)
         rt.infer(x[0])  # first frame of the stream: the cold load of its first cut
         rt.selector.i = 0
@@ -146,9 +151,9 @@ def main(argv=None):
                 res = run_stream(out, d.endpoint, plans[name], x, args.threads, preload, radius)
                 if key not in rows:
                     rows[key] = res
-                    continue
-                for k, v in res.items():
-                    rows[key][k] = rows[key][k] + v
+                else:
+                    for k, v in res.items():
+                        rows[key][k] = rows[key][k] + v
                 print(f"{key}: p50 {np.percentile(res['latency_s'], 50) * 1e3:.2f} ms "
                       f"p99 {np.percentile(res['latency_s'], 99) * 1e3:.2f} ms", file=sys.stderr)
     report(m, args, plans, rows)

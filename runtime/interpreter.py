@@ -82,8 +82,9 @@ class Prefix:
         self._in = [(k, d["index"], d["shape"], d["dtype"], d["quant"]) for k, d in self.inputs.items()]
         self._out = [(k, d["index"]) for k, d in self.outputs.items()]
         size = self.path.stat().st_size
-        # Weights are read from the mapped file; the arena holds the rest. The sum of all
-        # tensors counts the weights again, so the larger of the two is the honest estimate.
+        # An upper estimate: the sum of all tensors counts the weights (XNNPACK keeps a packed
+        # copy of them beside the file) and every activation unshared (the arena reuses memory).
+        # Whole MobileNetV2 224: 41 MiB estimated, 38 MiB measured growth of the process.
         tensors = sum(_bytes(t) for t in interpreter.get_tensor_details())
         self.nbytes = max(size, tensors) + size // 16
 
