@@ -13,8 +13,8 @@ from partnner_tf.constants import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSI
 from partnner_tf.converters import cache as cache_mod
 from partnner_tf.converters import worker
 from partnner_tf.converters.tflite import QUANTIZATIONS
-from partnner_tf.errors import ConversionError
-from partnner_tf.manifest import load_manifest, sha256_file, write_json_atomic
+from partnner_tf.errors import ConversionError, ManifestError
+from partnner_tf.manifest import load_manifest, sha256_file, verify_files, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,13 @@ def convert(model, out_dir, *, input_shape=None, cuts="pareto", quantize="none",
         raise ConversionError(f"jobs: expected an integer >= 1, received {jobs!r}")
     out = Path(out_dir)
     _check_out(out)
+    store = cache_mod.Cache(cache_dir)
+    from partnner_tf.converters.loading import parse_input_shape
+
+    request = cache_mod.request_key(model, parse_input_shape(input_shape), cuts, quantize,
+                                    calibration, select_tf_ops)
+    if _replay(store, request, out):
+        return load_manifest(out)
     from partnner_tf.converters import cuts as cuts_mod
     from partnner_tf.converters import loading, tflite
 
@@ -67,7 +74,6 @@ def convert(model, out_dir, *, input_shape=None, cuts="pareto", quantize="none",
         else:
             warnings.warn(tflite.RANDOM_CALIBRATION_WARNING, stacklevel=2)
             frames = tflite.random_frames(in_shape)
-    store = cache_mod.Cache(cache_dir)
     model_key = cache_mod.model_hash(keras_model)
     settings = {"quantize": quantize, "select_tf_ops": bool(select_tf_ops),
                 "calibration": cache_mod.frames_hash(frames)}
@@ -89,10 +95,45 @@ def convert(model, out_dir, *, input_shape=None, cuts="pareto", quantize="none",
                              model_key, staging, model_file)
         write_json_atomic(staging / MANIFEST_NAME, manifest)
         _publish(staging, out)
+        if model_file == MODEL_FILE:
+            store.put_run(request, {"manifest": manifest, "model_key": model_key,
+                                    "cut_keys": [t.key for t in tasks]})
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return load_manifest(out)
+
+
+def _replay(store, request, out):
+    """Rebuild OUT from the cache of an identical earlier request, without TensorFlow.
+
+    Returns False (and leaves nothing behind) when any piece is missing: then convert normally.
+    """
+    run = store.get_run(request)
+    if run is None:
+        return False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        (staging / PREFIX_DIR).mkdir()
+        ok = store.get_file(f"{run['model_key']}.keras", staging / MODEL_FILE)
+        for cut, key in zip(run["manifest"]["cuts"], run["cut_keys"]):
+            if ok and cut["prefix"]:
+                ok = store.get(key, staging / cut["prefix"]) is not None
+        if not ok:
+            shutil.rmtree(staging, ignore_errors=True)
+            return False
+        write_json_atomic(staging / MANIFEST_NAME, run["manifest"])
+        verify_files(load_manifest(staging))  # a damaged cache must not be shipped
+        _publish(staging, out)
+    except ManifestError:
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("whole conversion replayed from the cache")
+    return True
 
 
 def _warn_unverified(tasks, results):

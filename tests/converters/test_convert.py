@@ -103,10 +103,45 @@ def test_cache_hit_on_second_run(tmp_path, caplog):
     assert "0 cut(s) cached" in caplog.text
 
 
+def test_identical_request_is_replayed_without_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    get_model("chain").save(tmp_path / "chain.keras")
+    cache = tmp_path / "cache"
+    first = convert(tmp_path / "chain.keras", tmp_path / "a", cuts="all", cache_dir=cache)
+    # Same request in a process where TensorFlow and Keras cannot be imported: served whole
+    # from the cache, files checked against their hashes.
+    code = (
+        "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+        "from partnner_tf.converters import convert\n"
+        f"convert({str(tmp_path / 'chain.keras')!r}, {str(tmp_path / 'b')!r}, cuts='all', "
+        f"cache_dir={str(cache)!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    second = load_manifest(tmp_path / "b")
+    assert second.raw == first.raw
+    verify_files(second)
+
+
+def test_damaged_cache_is_not_shipped(tmp_path, caplog):
+    get_model("chain").save(tmp_path / "chain.keras")
+    cache = tmp_path / "cache"
+    first = convert(tmp_path / "chain.keras", tmp_path / "a", cuts=["gap"], cache_dir=cache)
+    for blob in cache.rglob("*.tflite"):
+        blob.write_bytes(b"corrupted")
+    with caplog.at_level(logging.INFO, logger="partnner_tf.converters.convert"):
+        second = convert(tmp_path / "chain.keras", tmp_path / "b", cuts=["gap"], cache_dir=cache)
+    assert "replayed" not in caplog.text
+    verify_files(second)
+    assert [c.extra.get("prefix_sha256") for c in second.cuts] == [c.extra.get("prefix_sha256") for c in first.cuts]
+
+
 def test_parallel_jobs_match_serial(tmp_path):
     model = get_model("branching")
-    serial = convert(model, tmp_path / "serial", cuts="pareto", cache_dir=False)
-    parallel = convert(model, tmp_path / "parallel", cuts="pareto", cache_dir=False, jobs=2)
+    serial = convert(model, tmp_path / "serial", cuts=["concat"], cache_dir=False)
+    parallel = convert(model, tmp_path / "parallel", cuts=["concat"], cache_dir=False, jobs=2)
     assert [c.layers for c in serial.cuts] == [c.layers for c in parallel.cuts]
     for a, b in zip(serial.cuts, parallel.cuts):
         assert a.extra.get("prefix_sha256") == b.extra.get("prefix_sha256")
