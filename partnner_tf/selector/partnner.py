@@ -78,6 +78,8 @@ class Partnner(Selector):
         self.frames = 0
         self.current = self.E
         self.exploring = None
+        self.last_seen = np.zeros(len(cuts))
+        self.recheck = 0.1
         self.min_probe_every = min_probe_every
         self.max_probe_every = max_probe_every
         self.probe_every = min_probe_every
@@ -98,6 +100,13 @@ class Partnner(Selector):
         net = np.where(self.is_edge, 0.0, self.link.predict(self.bytes))
         # A link not seen for a while may have recovered: optimism about it grows with time.
         stale = 1e3 if self.link.observed + self.link.timeouts == 0 else min(2.0 ** (self.link.since / 8.0), 1e3)
+        # The rtt / per-byte split is only known near the payloads seen lately: far from them
+        # the per-byte cost may be lower than it looks.
+        seen_b = [b for b, _ in self.link.history[-5:]]
+        if seen_b:
+            ref = float(np.median(seen_b))
+            far = (self.bytes > 2 * ref) | (self.bytes < 0.5 * ref)
+            stale = np.maximum(stale, np.where(far, 1.5, 1.0))
         net_lo = np.where(self.is_edge, 0.0, self.link.rtt + self.bytes * self.link.s_per_byte / stale)
         remote = np.where(self.is_edge, 0.0, net + k_est)
         est = e_est + remote
@@ -106,6 +115,9 @@ class Partnner(Selector):
         e_opt = np.where(np.isnan(self.edge.anchor), e_est - b * (e_est - e_lo), e_est)
         k_opt = np.where(np.isnan(self.cloud.anchor), k_est - b * (k_est - k_lo), k_est)
         opt = e_opt + np.where(self.is_edge, 0.0, net_lo + k_opt)
+        # What was seen of a cut long ago may no longer hold: let near-ties be checked again.
+        age = self.frames - self.last_seen
+        opt = opt * (1.0 - self.recheck * np.clip(age / 200.0, 0.0, 1.0))
         self._est = (est, np.minimum(opt, est))
         return self._est
 
@@ -153,6 +165,7 @@ class Partnner(Selector):
         c = obs.cut
         if not 0 <= c < len(self.bytes):
             raise PartnnerError(f"observation for cut {c}: model {self.manifest.name!r} has cuts 0..{len(self.bytes) - 1}")
+        self.last_seen[c] = self.frames
         if obs.edge_s > 0 and (self.pmacs[c] > 0 or c == self.E):
             self.edge.observe(c, obs.edge_s)
         if self.is_edge[c]:
