@@ -238,17 +238,24 @@ def make_world(profile, manifest=None, *, edge_factor=1.0, cloud_speedup=1.0, up
                load=None, slow=None, noise=0.05, trace_offset_s=0.0, down_bps=20e6, name="world"):
     """A world from a profile scaled to a board and a cloud.
 
-    Neurosurgeon's profiling time is the profile's per-cut costs on this board, repeated as many
-    times as ``partnner profile`` repeats them (``repeats``, default 10), plus one warm-up.
+    Neurosurgeon's profiling time is the measured wall time of ``partnner profile`` (its edge part
+    scaled to the board, its cloud part to the cloud) when the profile records it, and never less
+    than the per-cut costs on this board run as many times as it repeats them, plus a warm-up.
     """
     profile = load_profile(profile)
     manifest = profile_manifest(profile, manifest)
     edge = np.array(profile["edge"]["cut_s"]) * edge_factor
     cloud = np.array(profile["cloud"]["cut_s"]) / cloud_speedup
     repeats = int(profile.get("repeats", 10)) + 1
+    # Neurosurgeon's pre-characterization: the measured profiling wall time when the profile has
+    # it (the edge side on this board), else the timed runs alone.
+    profiling = repeats * (edge.sum() + cloud.sum())
+    e_wall, c_wall = profile["edge"].get("profiling_s"), profile["cloud"].get("profiling_s")
+    if e_wall is not None and c_wall is not None:
+        profiling = max(profiling, float(e_wall) * edge_factor + float(c_wall) / cloud_speedup)
     return World(
         manifest=manifest, edge_s=edge, cloud_s=cloud, uplink=uplink or constant(10e6), rtt_s=rtt_s,
         load=Schedule(load, name="load"), slow=Schedule(slow, name="edge slowdown"), noise=noise,
         trace_offset_s=trace_offset_s, down_bps=down_bps,
-        profiling_s=float(repeats * (edge.sum() + cloud.sum())), name=name,
+        profiling_s=float(profiling), name=name,
     )
