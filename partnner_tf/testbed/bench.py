@@ -98,25 +98,44 @@ class Run:
 
 
 def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link, profile=None,
-             load=None, stats_path=None, warmup=0, duration_s=0.0, on_frame=None):
-    """One capped edge process over one relay; returns the per-frame dicts (after ``warmup``)."""
+             load=None, stats_path=None, warmup=0, duration_s=0.0, on_frame=None, link_mode="relay"):
+    """One capped edge process over one emulated link; returns the per-frame dicts (after ``warmup``).
+
+    ``link_mode`` "relay" shapes in the user-space relay; "tc" runs the edge in a namespace whose
+    veth is shaped by tbf (root), with the delay in a rate-unlimited relay on the host side.
+    """
     emu = emulation_for(emulation)
     cap = CpuCap(emu["cpus"], emu["quota"])
-    relay = loadp = proc = None
+    relay = loadp = proc = tclink = None
+    err = open(str(log_path) + ".stderr", "wb")
     try:
-        relay = LinkProcess(daemon_endpoint, link.up, link.down, delay_s=link.delay_s,
-                            offset_s=link.offset_s, stats=stats_path)
-        cmd = procs.python_cmd("partnner_tf.testbed.edge_proc", out, "--cloud", relay.endpoint, "--policy", policy,
-                               "--frames", frames + warmup, "--log", log_path, "--threads", cap.cpus,
-                               "--cgroup", cap.path or "", "--cpus", cap.cpus if cap.cap.taskset else 0)
+        prefix = []
+        if link_mode == "tc":
+            from partnner_tf.testbed.tc import TcLink
+
+            tclink = TcLink(link.up, link.down, offset_s=link.offset_s)
+            relay = tclink.forwarder(daemon_endpoint, delay_s=link.delay_s)
+            prefix = tclink.exec_prefix
+        elif link_mode == "relay":
+            relay = LinkProcess(daemon_endpoint, link.up, link.down, delay_s=link.delay_s,
+                                offset_s=link.offset_s, stats=stats_path)
+        else:
+            raise PartnnerError(f"link mode: expected relay or tc, received {link_mode!r}")
+        cmd = prefix + procs.python_cmd(
+            "partnner_tf.testbed.edge_proc", out, "--cloud", relay.endpoint, "--policy", policy,
+            "--frames", frames + warmup, "--log", log_path, "--threads", cap.cpus)
         if profile:
             cmd += ["--profile", str(profile)]
         if duration_s:
             cmd += ["--duration-s", str(duration_s)]
-        err = open(str(log_path) + ".stderr", "wb")
         proc = procs.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
-        procs.read_ready_line(proc, f"edge process ({policy})", timeout_s=180)
+        info = procs.read_ready_line(proc, f"edge process ({policy})", timeout_s=180)
+        # Capped only now: set-up is not what a board is measured on (and `ip netns exec`
+        # hides /sys/fs/cgroup from the child, so the parent moves it).
+        cap.join(info.get("pid", proc.pid))
         relay.restart_clock()
+        if tclink is not None:
+            tclink.start()
         if load:
             loadp = LoadProcess(daemon_endpoint, out, load)
         proc.stdin.write(b"go\n")
@@ -128,12 +147,12 @@ def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link,
     except subprocess.TimeoutExpired:
         raise EmulationError(f"edge process ({policy}) did not finish {frames} frames in time") from None
     finally:
-        for p in (proc,):
-            procs.terminate(p)
-        for p in (loadp, relay):
+        procs.terminate(proc)
+        for p in (loadp, relay, tclink):
             if p is not None:
-                p.stop()
+                p.close() if p is tclink else p.stop()
         cap.close()
+        err.close()
     lines = Path(log_path).read_text().splitlines()
     return [json.loads(x) for x in lines][warmup:]
 
@@ -216,7 +235,7 @@ def start_daemon(outs, workers=1, log_path=None):
 
 
 def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, host_profile,
-             load=None, fixed_top=2, max_run_s=0.0, progress=print):
+             load=None, fixed_top=2, max_run_s=0.0, link_mode="relay", progress=print):
     """Every policy of one (model, board, link) cell; returns ``{name: Run}`` and the board profile."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -231,7 +250,8 @@ def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, ho
         t0 = time.monotonic()
         try:
             got = run_edge(out, policy, frames=frames, log_path=path, emulation=emu, daemon_endpoint=daemon_endpoint,
-                           link=link, profile=profile, load=load, stats_path=stats, duration_s=max_run_s)
+                           link=link, profile=profile, load=load, stats_path=stats, duration_s=max_run_s,
+                           link_mode=link_mode)
             runs[name] = Run(name, got, link_stats=read_stats(stats))
             r = runs[name]
             progress(f"    {name:<14} mean {r.mean_s * 1e3:8.1f} ms  p95 {r.p95_s * 1e3:8.1f} ms  "
@@ -281,7 +301,7 @@ def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, ho
 
 
 def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, load=None, fixed_top=2,
-               sim=True, max_run_s=0.0, progress=print):
+               sim=True, max_run_s=0.0, link_mode="relay", progress=print):
     """Run the whole matrix; writes per-frame logs under ``out_dir`` and returns the cell results.
 
     Args:
@@ -319,7 +339,7 @@ def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, 
                         cell["runs"], cell["profile"] = run_cell(
                             m, b, lk, policies=policies, frames=frames, workdir=wd, daemon_endpoint=daemon.endpoint,
                             host_profile=profiles[str(m)], load=load, fixed_top=fixed_top, max_run_s=max_run_s,
-                            progress=progress)
+                            link_mode=link_mode, progress=progress)
                     except (PartnnerError, OSError) as exc:
                         cell["error"] = str(exc)
                         progress(f"    cell FAILED: {exc}")

@@ -136,6 +136,18 @@ class CpuCap:
             return None
         return f"echo $$ > {self.path}/cgroup.procs"
 
+    def join(self, pid):
+        """Move a running process (every thread) into the cgroup and onto the first ``cpus`` cores."""
+        if self.path is not None:
+            (self.path / "cgroup.procs").write_text(str(pid))
+        if self.cap.taskset:
+            allowed = set(range(self.cpus))
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    os.sched_setaffinity(int(tid), allowed)
+                except OSError:
+                    pass  # a thread that just exited
+
     def wrap(self, cmd):
         """``cmd`` pinned to the first ``cpus`` cores when taskset is there."""
         if self.cap.taskset:

@@ -40,9 +40,12 @@ def ensure_converted(model, input_shape, dest, progress=click.echo):
               help="Middle cuts tried for the best fixed cut (ranked by the board's profile).")
 @click.option("--max-run-s", type=click.FloatRange(min=0), default=0.0,
               help="Stop each run after this many seconds (0: run every frame).")
+@click.option("--link-mode", type=click.Choice(["relay", "tc"]), default="relay", show_default=True,
+              help="relay: user-space trace relay (no root); tc: namespace + veth shaped by tbf (root).")
 @click.option("--no-sim", is_flag=True, help="Skip the partnner sim comparison.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="bench-results", show_default=True)
-def bench(models, input_shape, boards, links, policies, frames, load, fixed_top, max_run_s, no_sim, out_dir):
+def bench(models, input_shape, boards, links, policies, frames, load, fixed_top, max_run_s, link_mode, no_sim,
+          out_dir):
     """Run models x boards x links x policies with real processes; write logs, CSV, table and plots."""
     from partnner_tf.testbed.bench import run_matrix
     from partnner_tf.testbed.report import write_all
@@ -52,7 +55,7 @@ def bench(models, input_shape, boards, links, policies, frames, load, fixed_top,
     outs = [ensure_converted(m, input_shape, out / "models" / m.split(".")[-1]) for m in models]
     cells = run_matrix(outs, list(boards), list(links), policies=[p.strip() for p in policies.split(",")],
                        frames=frames, out_dir=out, load=load, fixed_top=fixed_top, sim=not no_sim,
-                       max_run_s=max_run_s)
+                       max_run_s=max_run_s, link_mode=link_mode)
     text = write_all(cells, out)
     click.echo(text)
     click.echo(f"results: {out}/table.md, {out}/results.csv, {out}/speedups.png, {out}/cells/*/timeline.png")

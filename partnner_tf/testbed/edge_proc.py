@@ -1,8 +1,8 @@
-"""The testbed's edge process: set up uncapped, cap itself like the board, wait for "go", run frames.
+"""The testbed's edge process: set up uncapped, get capped like the board, wait for "go", run frames.
 
 Start-up (imports, loading and warming prefixes) is not what a board is measured on, and under a
-5% CPU cap it would take minutes; so the process joins its cgroup and core set only once it is
-ready, prints a JSON ready line, and starts the first frame when the orchestrator writes a line
+5% CPU cap it would take minutes; so the process prints a JSON ready line once it is ready, the
+orchestrator moves it into its cgroup and core set, and it starts the first frame when that writes a line
 on its stdin (the link's and the load's clocks restart at that moment too). Each frame becomes a
 JSON line with the fields of ``partnner edge run --log`` plus ``wall`` (seconds since "go").
 """

@@ -129,7 +129,7 @@ class TcLink:
         from partnner_tf.testbed.link import LinkProcess
 
         # The relay listens on loopback only; bind it on the veth address instead.
-        return LinkProcess(upstream_endpoint, "const:1e11", "const:1e11", delay_s=delay_s,
+        return LinkProcess(upstream_endpoint, "const:1e10", "const:1e10", delay_s=delay_s,
                            listen=self.host_addr)
 
     def close(self):
