@@ -107,6 +107,7 @@ class ModelStore:
                 )
             self.models[manifest.name] = ServedModel(manifest)
         self._build_lock = threading.Lock()
+        self._pending = {}
         self.build_s = {}
 
     def load(self):
@@ -146,22 +147,59 @@ class ModelStore:
         return sorted(pairs, key=rank)
 
     def suffix(self, model_name, cut_id):
-        """The warmed suffix for a cut, built now if it is not yet (that caller pays the build)."""
+        """The warmed suffix for a cut, built now if it is not yet (that caller pays the build).
+
+        Keras graph building and tracing run under one lock (they are not made for concurrent
+        use); the first run, where TensorFlow optimises the graph in C++, runs outside it, so two
+        warming threads overlap one cut's tracing with another's first run.
+        """
         m = self.models[model_name]
         fn = m._suffixes.get(cut_id)
         if fn is not None:
             return fn
+        key = (model_name, cut_id)
         with self._build_lock:
             fn = m._suffixes.get(cut_id)
-            if fn is None:
+            if fn is not None:
+                return fn
+            pending = self._pending.get(key)
+            if pending is None:
                 from partnner_tf.runtime.cloud.suffix import build_suffix
 
                 t0 = time.perf_counter()
-                fn = build_suffix(m.keras_model, m.manifest.cuts[cut_id])
-                self.build_s[(model_name, cut_id)] = time.perf_counter() - t0
-                m._suffixes[cut_id] = fn
-                log.debug("built %s cut %d in %.2f s", model_name, cut_id, time.perf_counter() - t0)
+                fn = build_suffix(m.keras_model, m.manifest.cuts[cut_id], warm=False)
+                if fn.fn is not None:
+                    fn.fn.get_concrete_function()  # trace now, under the lock
+                self._pending[key] = pending = threading.Event()
+        if fn is None:  # another thread is warming this cut: wait for it (and retry if it failed)
+            pending.wait()
+            return m._suffixes.get(cut_id) or self.suffix(model_name, cut_id)
+        try:
+            fn([np.zeros(s, d) for s, d in fn.specs])
+            m._suffixes[cut_id] = fn
+        finally:
+            with self._build_lock:
+                del self._pending[key]
+            pending.set()
+        self.build_s[key] = time.perf_counter() - t0
+        log.debug("built %s cut %d in %.2f s", model_name, cut_id, self.build_s[key])
         return fn
+
+    def warm(self, pairs, threads=2):
+        """Warm ``pairs`` with ``threads`` threads; returns when all are warm.
+
+        Raises:
+            the first build error.
+        """
+        if threads <= 1 or len(pairs) <= 1:
+            for name, cut in pairs:
+                self.suffix(name, cut)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads, thread_name_prefix="warm") as pool:
+            for f in [pool.submit(self.suffix, name, cut) for name, cut in pairs]:
+                f.result()
 
     def check(self, msg):
         """Check an infer request against its cut; returns the tensors in boundary order.

@@ -88,8 +88,7 @@ class Daemon:
         self.store.load()
         t_load = time.perf_counter() - t0
         first, later = self.store.plan(self.preload)
-        for name, cut in first:
-            self.store.suffix(name, cut)
+        self.store.warm(first, threads=2)
         t_warm = time.perf_counter() - t0 - t_load
         self.replies = self.ctx.socket(zmq.PULL)
         self.replies.bind(REPLIES)
