@@ -29,7 +29,8 @@ def convert(model, out, input_shape, cuts, quantize, calibration, jobs, select_t
             no_cache, progress):
     """Convert MODEL into verified per-cut TFLite prefixes, model.keras and a manifest.
 
-    MODEL is a .keras or .h5 file, or keras.applications.NAME (built with weights=None).
+    MODEL is a .keras or .h5 file, a TensorFlow SavedModel folder (cloud-only and
+    edge-only cuts only), or keras.applications.NAME (built with weights=None).
     """
     from partnner_tf.converters.convert import convert as run
 
