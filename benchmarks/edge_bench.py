@@ -23,6 +23,7 @@ median. Results go to benchmarks/results/edge_bench.json and .md.
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -168,7 +169,7 @@ def report(m, args, plans, rows):
                "fixed_cut": plans["fixed"][0], "fixed": {"p50_ms": b50 * 1e3, "p99_ms": b99 * 1e3}}
     lines = [f"# edge_bench: hot swap ({m.name}, input {m.input.shape}, {args.rounds} x {args.frames} frames, "
              f"cut changed every {args.every} frames, {args.threads} thread(s))", "",
-             f"Fixed cut {plans['fixed'][0]} (two runs pooled): p50 {b50 * 1e3:.2f} ms, p99 {b99 * 1e3:.2f} ms.", "",
+             f"Fixed cut {plans['fixed'][0]} ({2 * args.rounds} runs pooled): p50 {b50 * 1e3:.2f} ms, p99 {b99 * 1e3:.2f} ms.", "",
              "| stream | p50 ms | p99 ms | p50 / fixed | p99 / fixed | p99 / preloaded twin | loads in a frame |"
              " deferred swaps | prefetched | first frame on a new cut, median ms |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -190,9 +191,11 @@ def report(m, args, plans, rows):
               f"median ({summary['prefix_load_ms']['max']:.1f} ms max): what a frame would pay on a miss.",
               "*_preloaded: the same schedule with every prefix loaded before the stream (swap cost removed); "
               "the fixed cut differs in cost from the others, so compare each stream with its preloaded twin too.",
+              f"Machine load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, shared "
+              "with other jobs: the figures move from run to run; the rounds interleave the streams for that.",
               "", "Goal: p99 during swaps within 1.2x of the fixed cut's; the first frame on a never-loaded "
               "cut not paying its load (loads in a frame = 0).", "",
-              f"Command: `.venv/bin/python benchmarks/edge_bench.py --frames {args.frames} --every {args.every}`"]
+              f"Command: `.venv/bin/python benchmarks/edge_bench.py --frames {args.frames} --every {args.every} --rounds {args.rounds}`"]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "edge_bench.json").write_text(json.dumps(summary, indent=1) + "\n")
     (RESULTS / "edge_bench.md").write_text("\n".join(lines) + "\n")

@@ -13,6 +13,7 @@ Results go to benchmarks/results/edge_overhead.json and .md.
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,7 @@ def main(argv=None):
              f"Overhead beyond the bare round trip: **{summary['overhead_ms']:.3f} ms** median "
              f"(ratio {summary['ratio']:.2f}x); goal < 1 ms. Edge prefix {med['edge']:.2f} ms, "
              f"cloud (queue + compute) {med['cloud']:.2f} ms.", "",
+             f"Machine load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared).", "",
              f"Command: `.venv/bin/python benchmarks/edge_overhead.py --frames {args.frames}`"]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "edge_overhead.json").write_text(json.dumps(summary, indent=1) + "\n")
