@@ -43,7 +43,7 @@ def ensure_converted(model, input_shape, dest, progress=click.echo):
 @click.option("--link-mode", type=click.Choice(["relay", "tc"]), default="relay", show_default=True,
               help="relay: user-space trace relay (no root); tc: namespace + veth shaped by tbf (root).")
 @click.option("--no-sim", is_flag=True, help="Skip the partnner sim comparison.")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="bench-results", show_default=True)
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="out/bench", show_default=True)
 def bench(models, input_shape, boards, links, policies, frames, load, fixed_top, max_run_s, link_mode, no_sim,
           out_dir):
     """Run models x boards x links x policies with real processes; write logs, CSV, table and plots."""
@@ -62,7 +62,7 @@ def bench(models, input_shape, boards, links, policies, frames, load, fixed_top,
 
 
 @click.command()
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="demo-results", show_default=True)
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="demo-out", show_default=True)
 @click.option("--frames", type=click.IntRange(min=10), default=100000, show_default=True,
               help="Most frames per policy run (each run also stops after --duration).")
 @click.option("--board", default="rpi3b", show_default=True)
