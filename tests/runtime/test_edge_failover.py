@@ -24,7 +24,7 @@ def test_sigkill_mid_stream_loses_no_frame(residual_out):
     endpoint = d.endpoint
     results = []
     try:
-        with EdgeRuntime(residual_out, cloud=endpoint, selector="fixed:2", deadline_s=0.25,
+        with EdgeRuntime(residual_out, cloud=endpoint, selector="fixed:2", deadline_s=1.0,
                          backoff_s=(0.02, 0.2)) as rt:
             for i, r in enumerate(rt.stream(x)):
                 results.append(r)
