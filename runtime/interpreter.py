@@ -2,7 +2,6 @@
 
 import ctypes
 import functools
-import logging
 import os
 import warnings
 from pathlib import Path
@@ -11,7 +10,6 @@ import numpy as np
 
 from partnner_tf.errors import InputError, ManifestError, MissingDependencyError
 
-log = logging.getLogger(__name__)
 
 #: The signature every prefix exports (the converter's contract).
 SIGNATURE = "serving_default"
