@@ -67,7 +67,9 @@ class LinkEstimator:
         """The transfer took longer than ``waited_s``: the link is slower than that, likely much."""
         nbytes = max(float(nbytes or 1), 1.0)
         y = 2.0 * max(waited_s - self.rtt, waited_s / 2) / nbytes
-        self.s_per_byte = max(self.s_per_byte, 0.5 * self.s_per_byte + 0.5 * y)
+        # At most 3x per timeout: on a small payload a timeout is mostly an outage, which ends;
+        # timeouts in a row still drive the estimate as far as they need.
+        self.s_per_byte = max(self.s_per_byte, min(0.5 * self.s_per_byte + 0.5 * y, 3.0 * self.s_per_byte))
         self.recent = (self.recent + [(1, y)])[-SUSTAIN:]
         self.timeouts += 1
         self.since = 0
