@@ -16,6 +16,9 @@ def ensure_converted(model, input_shape, dest, progress=click.echo):
     dest = Path(dest)
     if (dest / "manifest.json").exists():
         return dest
+    if not str(model).startswith("keras.applications.") and not Path(model).exists():
+        raise PartnnerError(f"model {model}: expected a converted folder (with manifest.json), a model file "
+                            "or keras.applications.NAME; received a path that does not exist")
     progress(f"converting {model} ({input_shape or 'default shape'}) into {dest} ...")
     cmd = procs.python_cmd("partnner_tf.cli", "convert", model, "-o", dest, "--no-progress")
     if input_shape:

@@ -8,8 +8,8 @@ from partnner_tf.testbed.bench import link_presets, resolve_link, run_matrix
 from partnner_tf.testbed.report import GOAL_VS_BASELINE, GOAL_VS_FIXED, cell_metrics, write_all
 
 #: Frames per run, and a cap on each run's seconds (a slow cloud-only run stops early).
-FRAMES = 60
-MAX_RUN_S = 3.0
+FRAMES = 40
+MAX_RUN_S = 2.0
 
 
 def conv_model():
