@@ -253,6 +253,9 @@ def make_world(profile, manifest=None, *, edge_factor=1.0, cloud_speedup=1.0, up
     e_wall, c_wall = profile["edge"].get("profiling_s"), profile["cloud"].get("profiling_s")
     if e_wall is not None and c_wall is not None:
         profiling = max(profiling, float(e_wall) * edge_factor + float(c_wall) / cloud_speedup)
+    elif not profile.get("synthetic") and profile.get("profiling_s"):
+        # Only the total is known: what it took on the profiled machine, unscaled (a lower bound).
+        profiling = max(profiling, float(profile["profiling_s"]))
     return World(
         manifest=manifest, edge_s=edge, cloud_s=cloud, uplink=uplink or constant(10e6), rtt_s=rtt_s,
         load=Schedule(load, name="load"), slow=Schedule(slow, name="edge slowdown"), noise=noise,
