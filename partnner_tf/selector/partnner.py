@@ -42,6 +42,8 @@ class Partnner(Selector):
         budget: share of the expected latency that exploration and link probes may cost.
         start_budget: exploration allowance after the first frame, in edge-only frames.
         hysteresis: a new cut must be estimated this much better to replace the current one.
+        deadline_slack: a frame waits this many times its link+cloud estimate (plus one
+            edge-only frame) before the runtime finishes it on the edge.
         bps, rtt_s: the link prior before anything is measured.
         cloud_speedup: the prior of how much faster the cloud runs a MAC than the edge.
         min_probe_every, max_probe_every: while edge-only, probe the link after this many frames,
@@ -53,7 +55,7 @@ class Partnner(Selector):
     name = "partnner"
 
     def __init__(self, manifest, budget=0.015, start_budget=8.0, hysteresis=0.03, bps=5e6, rtt_s=0.03,
-                 cloud_speedup=4.0, optimism=0.5, deadline_slack=2.0, min_probe_every=4, max_probe_every=64,
+                 cloud_speedup=4.0, optimism=0.5, deadline_slack=8.0, min_probe_every=4, max_probe_every=64,
                  kind_weights=None):
         super().__init__(manifest)
         cuts = manifest.cuts
@@ -191,18 +193,22 @@ class Partnner(Selector):
         self.tokens = min(self.tokens + self.budget * float(est.min()), 50.0 * float(est.min()))
 
     def deadline_s(self, cut):
-        """How long to wait for the cloud. Giving up costs a whole edge-only run, so a frame
-        waits its estimate twice over plus one edge-only frame; a link that bursty or that
-        dead is no use to it anyway. A probe waits only until it has lost to edge-only."""
+        """How long to wait for the cloud. Giving up costs a whole edge-only run and cellular
+        links are bursty, so a frame waits ``deadline_slack`` times its estimate plus one
+        edge-only frame; an exploration 4 times its estimate, a probe only until it has lost
+        to edge-only."""
         if np.isnan(self.edge.anchor[self.E]) or self.is_edge[cut]:
             return None
         est, _ = self.estimates()
         e_full = float(est[self.E])
         remote = self._remote(cut)
-        if self.exploring is not None and self.exploring[0] == cut and self.exploring[2]:
+        exploring = self.exploring is not None and self.exploring[0] == cut
+        if exploring and self.exploring[2]:
             e_cut = float(est[cut]) - remote
             return float(max(1.2 * max(e_full - e_cut, 0.0) + 0.01, 0.02))
-        return float(max(self.deadline_slack * remote + e_full, 0.02))
+        # An exploration tests a guess: once far slower than guessed, the answer is known.
+        slack = 4.0 if exploring else self.deadline_slack
+        return float(max(slack * remote + e_full, 0.02))
 
     def likely_cuts(self):
         """Cuts the next frames may ask for (the runtime preloads them)."""
