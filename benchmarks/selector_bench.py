@@ -20,10 +20,10 @@ import numpy as np
 
 from partnner_tf.sim import run_policy, run_static, simulate  # noqa: F401
 from partnner_tf.sim_world import load_profile, make_world, synthetic_manifest, synthetic_profile
-from partnner_tf.traces import load_trace, steps
+from partnner_tf.traces import load_trace, steps, traces_dir
 
 HERE = Path(__file__).resolve().parent
-TRACES = Path("/work/shared/traces")
+TRACES = traces_dir()
 TUNE_TRACES = ["Verizon-LTE-short.up", "TMobile-LTE-short.up", "ATT-LTE-driving-2016.up"]
 HELD_TRACES = ["TMobile-UMTS-driving.up", "Verizon-EVDO-driving.up"]
 

@@ -7,11 +7,18 @@ simulator can price every cut of a frame in one call.
 """
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
 from partnner_tf.errors import PartnnerError
+
+def traces_dir():
+    """Where the real traces are: $PARTNNER_TRACES, else ../shared/traces beside the checkout."""
+    env = os.environ.get("PARTNNER_TRACES")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "traces"
+
 
 #: Bytes one Mahimahi packet opportunity carries.
 PACKET_BYTES = 1500

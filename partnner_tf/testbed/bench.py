@@ -17,17 +17,11 @@ from partnner_tf.testbed import procs
 from partnner_tf.testbed.board import CpuCap, emulation_for
 from partnner_tf.testbed.link import LinkProcess, parse_schedule
 from partnner_tf.testbed.load import LoadProcess
+from partnner_tf.traces import traces_dir
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("edge", "cloud", "neurosurgeon", "partnner", "best-fixed")
-
-
-def traces_dir():
-    """Where the real traces are: $PARTNNER_TRACES, else ../shared/traces beside the checkout."""
-    env = os.environ.get("PARTNNER_TRACES")
-    path = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "traces"
-    return path
 
 
 @dataclass(frozen=True)

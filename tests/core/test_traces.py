@@ -1,16 +1,13 @@
 """Traces: Mahimahi parsing on the real files, exact transfer times, step schedules, outages."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from partnner_tf.errors import PartnnerError
-from partnner_tf.traces import Trace, constant, load_trace, steps
+from partnner_tf.traces import Trace, constant, load_trace, steps, traces_dir
 
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
-if not TRACES.is_dir():
-    TRACES = Path("/work/shared/traces")
+TRACES = traces_dir()
 needs_traces = pytest.mark.skipif(not TRACES.is_dir(), reason=f"shared traces not found at {TRACES}")
 
 #: file -> (duration s, mean Mbit/s) as given in traces/README.md

@@ -6,6 +6,7 @@ import pytest
 
 from partnner_tf.testbed.bench import link_presets, resolve_link, run_matrix
 from partnner_tf.testbed.report import GOAL_VS_BASELINE, GOAL_VS_FIXED, cell_metrics, write_all
+from partnner_tf.traces import traces_dir
 
 #: Frames per run, and a cap on each run's seconds (a slow cloud-only run stops early).
 FRAMES = 40
@@ -45,6 +46,8 @@ def test_link_presets_and_specs():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not (traces_dir() / "Verizon-LTE-short.up").exists(),
+                    reason=f"the LTE trace is not in {traces_dir()} (set PARTNNER_TRACES)")
 def test_small_matrix_meets_the_goals(mobilenet_out, conv_out, tmp_path):
     lines = []
     cells = run_matrix([mobilenet_out, conv_out], ["rpi4", "rpi3b"], ["wifi", "lte"],

@@ -4,15 +4,15 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from partnner_tf.errors import EmulationError, PartnnerError
 from partnner_tf.testbed.link import LinkProcess, OpportunityClock, ShapedQueue, parse_schedule
+from partnner_tf.traces import traces_dir
 
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
+TRACES = traces_dir()
 
 
 # -- pure: the queue and the opportunity clock ----------------------------------------------------
