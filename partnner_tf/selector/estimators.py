@@ -4,9 +4,12 @@ import math
 
 import numpy as np
 
-#: A residual outside [1/BAND, BAND] is an outlier; OUTLIERS of them in a row mean a change.
+#: A residual outside [1/BAND, BAND] is an outlier; OUTLIERS of them in a row, on the slow side
+#: (one more on the fast side), mean a change.
 BAND = 1.35
 OUTLIERS = 2
+#: How many of a cut's latest costs tell its usual range.
+HISTORY = 8
 #: The link is bursty: only this many transfers in a row outside the band are a change.
 SUSTAIN = 3
 
@@ -111,6 +114,8 @@ class CostCurve:
         self.alpha = alpha
         self.refine = refine
         self.outliers = 0
+        self._run = []  # the ratios of the current run of outliers
+        self._recent = [[] for _ in range(self.n)]  # each cut's latest costs / level
         self.zero_at = zero_at  # a cut whose cost is 0 by construction (no prefix / no suffix)
         order = np.argsort(self.x, kind="stable")
         # Strictly increasing interpolation abscissa even where cuts share a MAC count.
@@ -130,26 +135,54 @@ class CostCurve:
             self.created[cut] = self.t
             return 1.0
         ratio = cost / (self.anchor[cut] * self.level)
-        if 1 / BAND <= ratio <= BAND:
-            self.outliers = 0
+        recent = self._recent[cut]
+        # A cost within the range this cut has shown lately is noise it is known to have (a
+        # throttled board runs short prefixes either at full speed or throttled), not a change.
+        # A cut seen only a few times has a rough anchor: a surprise there is its own error, so
+        # only cuts with a history can tell that the whole board or cloud changed.
+        established = len(recent) >= HISTORY // 2
+        usual = established and min(recent) <= cost / self.level <= max(recent)
+        if usual or not established or 1 / BAND <= ratio <= BAND:
+            self._end_run()
+            recent.append(cost / self.level)
         else:
+            # A change moves every frame the same way; bimodal noise flips sides and must not
+            # add up. The run's costs join the usual range only if it ends without a change.
+            if self.outliers and (ratio > 1) != (self._run[-1][1] > 1):
+                self._end_run()
             if self.outliers == 0:
                 self.suspect_since = self.t
             self.outliers += 1
-        if self.outliers >= OUTLIERS:
-            # Several outliers in a row: the whole board or cloud changed speed. Jump, and fix
-            # the cuts first seen since it began: they were normalised by the old level.
+            self._run.append((cut, ratio, cost / self.level))
+        del recent[:-HISTORY]
+        # Slower is acted on sooner than faster: staying on a cut that got slower costs every
+        # frame, while a faster board or cloud is only a missed gain.
+        if self.outliers >= (OUTLIERS if ratio > 1 else OUTLIERS + 1):
+            # Several outliers in a row on one side: the whole board or cloud changed speed.
+            # Jump by the run's typical ratio, and fix the cuts first seen since it began: they
+            # were normalised by the old level.
             old = self.level
-            self.level *= ratio
+            self.level *= math.exp(float(np.median(np.log([r for _, r, _ in self._run]))))
             fresh = self.created >= self.suspect_since
             self.anchor[fresh] *= old / self.level
-            self.outliers = 0
-        else:
+            self.outliers, self._run = 0, []
+            self._recent = [[] for _ in range(self.n)]  # ranges seen at the old level
+        elif 1 / BAND <= ratio <= BAND:
+            # Slow drift that all cuts share (a board warming up, a cloud filling up); a
+            # surprise the cut is known for leaves the shared level alone.
             self.level *= ratio ** self.alpha
         # The cut's own anchor absorbs its noise (a running mean, then an EWMA), so the shared
-        # level moves only for what all cuts share.
-        self.anchor[cut] *= (cost / (self.anchor[cut] * self.level)) ** max(1.0 / self.count[cut], self.refine)
+        # level moves only for what all cuts share. The mean is arithmetic: latency is what is
+        # minimised, and a geometric mean would let rare fast frames hide the usual slow ones.
+        w = max(1.0 / self.count[cut], self.refine)
+        self.anchor[cut] += w * (cost / self.level - self.anchor[cut])
         return ratio
+
+    def _end_run(self):
+        """A run of outliers ended without a change: its costs are part of the usual range."""
+        for cut, _, normalised in self._run:
+            self._recent[cut].append(normalised)
+        self.outliers, self._run = 0, []
 
     def predict(self, prior_per_x):
         """(estimate, lower bound) for every cut; ``prior_per_x`` prices MACs beyond all anchors."""

@@ -133,3 +133,21 @@ def test_neurosurgeon_reads_a_profile_file(tmp_path):
     assert 0 <= sel.choose() < 8
     with pytest.raises(PartnnerError, match="cannot read profile"):
         make_selector("neurosurgeon", w.manifest, profile=str(tmp_path / "missing.json"))
+
+
+def test_cost_curve_ignores_bimodal_noise_but_follows_a_real_slowdown():
+    """A CPU-quota-throttled board runs a short prefix either at full speed or throttled: such
+    flips must not move the shared level, while a real 3x slowdown on every frame must."""
+    from partnner_tf.selector.estimators import CostCurve
+
+    curve = CostCurve([0.0, 50.0, 300.0], zero_at=0)
+    curve.observe(2, 0.150)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        curve.observe(1, 0.003 if rng.random() < 0.5 else 0.080)
+    est, _ = curve.predict(1e-9)
+    assert 0.1 < est[2] < 0.3, est  # edge-only stays near what it was seen to cost
+    for _ in range(4):
+        curve.observe(2, 0.450)
+    est, _ = curve.predict(1e-9)
+    assert 0.35 < est[2] < 0.6, est
