@@ -22,6 +22,13 @@ from partnner_tf.traces import traces_dir
 log = logging.getLogger(__name__)
 
 POLICIES = ("edge", "cloud", "neurosurgeon", "partnner", "best-fixed")
+#: How an edge process is made as slow as its board. "dilate": every prefix run is stretched to
+#: 1/quota times its time on this host (smooth, like a slower CPU; no root needed). "cgroup": a
+#: CFS quota (root). The kernel's 1 ms minimum quota forces periods of 15 ms and more for the
+#: slow boards, and within a period a short prefix runs at full host speed while a long one is
+#: throttled: MobileNetV2's block_6 prefix measured 2 ms or 107 ms on one "rpi3b", a bimodal
+#: board no real Pi is.
+BOARD_MODES = ("dilate", "cgroup")
 
 
 @dataclass(frozen=True)
@@ -92,13 +99,16 @@ class Run:
 
 
 def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link, profile=None,
-             load=None, stats_path=None, warmup=0, duration_s=0.0, on_frame=None, link_mode="relay"):
+             load=None, stats_path=None, warmup=0, duration_s=0.0, on_frame=None, link_mode="relay",
+             board_mode="dilate"):
     """One capped edge process over one emulated link; returns the per-frame dicts (after ``warmup``).
 
     ``link_mode`` "relay" shapes in the user-space relay; "tc" runs the edge in a namespace whose
     veth is shaped by tbf (root), with the delay in a rate-unlimited relay on the host side.
     """
     emu = emulation_for(emulation)
+    if board_mode not in BOARD_MODES:
+        raise PartnnerError(f"board mode: expected one of {BOARD_MODES}, received {board_mode!r}")
     cap = CpuCap(emu["cpus"], emu["quota"])
     relay = loadp = proc = tclink = None
     err = open(str(log_path) + ".stderr", "wb")
@@ -120,13 +130,16 @@ def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link,
             "--frames", frames + warmup, "--log", log_path, "--threads", cap.cpus)
         if profile:
             cmd += ["--profile", str(profile)]
+        if board_mode == "dilate":
+            cmd += ["--slowdown", str(1.0 / emu["quota"])]
         if duration_s:
             cmd += ["--duration-s", str(duration_s)]
         proc = procs.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         info = procs.read_ready_line(proc, f"edge process ({policy})", timeout_s=180)
         # Capped only now: set-up is not what a board is measured on (and `ip netns exec`
         # hides /sys/fs/cgroup from the child, so the parent moves it).
-        cap.join(info.get("pid", proc.pid))
+        if board_mode == "cgroup":
+            cap.join(info.get("pid", proc.pid))
         relay.restart_clock()
         if tclink is not None:
             tclink.start()
@@ -229,7 +242,7 @@ def start_daemon(outs, workers=1, log_path=None):
 
 
 def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, host_profile,
-             load=None, fixed_top=2, max_run_s=0.0, link_mode="relay", progress=print):
+             load=None, fixed_top=2, max_run_s=0.0, link_mode="relay", board_mode="dilate", progress=print):
     """Every policy of one (model, board, link) cell; returns ``{name: Run}`` and the board profile."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +258,7 @@ def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, ho
         try:
             got = run_edge(out, policy, frames=frames, log_path=path, emulation=emu, daemon_endpoint=daemon_endpoint,
                            link=link, profile=profile, load=load, stats_path=stats, duration_s=max_run_s,
-                           link_mode=link_mode)
+                           link_mode=link_mode, board_mode=board_mode)
             runs[name] = Run(name, got, link_stats=read_stats(stats))
             r = runs[name]
             progress(f"    {name:<14} mean {r.mean_s * 1e3:8.1f} ms  p95 {r.p95_s * 1e3:8.1f} ms  "
@@ -295,7 +308,7 @@ def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, ho
 
 
 def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, load=None, fixed_top=2,
-               sim=True, max_run_s=0.0, link_mode="relay", progress=print):
+               sim=True, max_run_s=0.0, link_mode="relay", board_mode="dilate", progress=print):
     """Run the whole matrix; writes per-frame logs under ``out_dir`` and returns the cell results.
 
     Args:
@@ -333,7 +346,7 @@ def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, 
                         cell["runs"], cell["profile"] = run_cell(
                             m, b, lk, policies=policies, frames=frames, workdir=wd, daemon_endpoint=daemon.endpoint,
                             host_profile=profiles[str(m)], load=load, fixed_top=fixed_top, max_run_s=max_run_s,
-                            link_mode=link_mode, progress=progress)
+                            link_mode=link_mode, board_mode=board_mode, progress=progress)
                     except (PartnnerError, OSError) as exc:
                         cell["error"] = str(exc)
                         progress(f"    cell FAILED: {exc}")

@@ -45,10 +45,12 @@ def ensure_converted(model, input_shape, dest, progress=click.echo):
               help="Stop each run after this many seconds (0: run every frame).")
 @click.option("--link-mode", type=click.Choice(["relay", "tc"]), default="relay", show_default=True,
               help="relay: user-space trace relay (no root); tc: namespace + veth shaped by tbf (root).")
+@click.option("--board-mode", type=click.Choice(["dilate", "cgroup"]), default="dilate", show_default=True,
+              help="dilate: each prefix run stretched to the board's speed (no root); cgroup: a CFS CPU quota (root).")
 @click.option("--no-sim", is_flag=True, help="Skip the partnner sim comparison.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="out/bench", show_default=True)
-def bench(models, input_shape, boards, links, policies, frames, load, fixed_top, max_run_s, link_mode, no_sim,
-          out_dir):
+def bench(models, input_shape, boards, links, policies, frames, load, fixed_top, max_run_s, link_mode, board_mode,
+          no_sim, out_dir):
     """Run models x boards x links x policies with real processes; write logs, CSV, table and plots."""
     from partnner_tf.testbed.bench import run_matrix
     from partnner_tf.testbed.report import write_all
@@ -58,7 +60,7 @@ def bench(models, input_shape, boards, links, policies, frames, load, fixed_top,
     outs = [ensure_converted(m, input_shape, out / "models" / m.split(".")[-1]) for m in models]
     cells = run_matrix(outs, list(boards), list(links), policies=[p.strip() for p in policies.split(",")],
                        frames=frames, out_dir=out, load=load, fixed_top=fixed_top, sim=not no_sim,
-                       max_run_s=max_run_s, link_mode=link_mode)
+                       max_run_s=max_run_s, link_mode=link_mode, board_mode=board_mode)
     text = write_all(cells, out)
     click.echo(text)
     click.echo(f"results: {out}/table.md, {out}/results.csv, {out}/speedups.png, {out}/cells/*/timeline.png")
@@ -74,9 +76,12 @@ def bench(models, input_shape, boards, links, policies, frames, load, fixed_top,
               help="A keras.applications name, a model file, or a converted folder.")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=5), default=48.0, show_default=True,
               help="Seconds per policy run (the link and load schedules span 48 s).")
-def demo(out_dir, frames, board, input_shape, model, duration_s):
+@click.option("--board-mode", type=click.Choice(["dilate", "cgroup"]), default="dilate", show_default=True,
+              help="dilate: each prefix run stretched to the board's speed (no root); cgroup: a CFS CPU quota (root).")
+def demo(out_dir, frames, board, input_shape, model, duration_s, board_mode):
     """MobileNetV2 over an emulated LTE link that drops and recovers, a cloud whose load steps: watch the cut move."""
     from partnner_tf.testbed.demo import run_demo
 
     procs.install_handlers()
-    run_demo(Path(out_dir), frames=frames, board=board, input_shape=input_shape, model=model, duration_s=duration_s)
+    run_demo(Path(out_dir), frames=frames, board=board, input_shape=input_shape, model=model, duration_s=duration_s,
+             board_mode=board_mode)

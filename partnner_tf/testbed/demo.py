@@ -19,7 +19,7 @@ DURATION_S = 48.0
 
 
 def run_demo(out_dir, frames=100000, board="rpi3b", input_shape="224,224,3", duration_s=DURATION_S,
-             model="keras.applications.MobileNetV2", echo=click.echo):
+             model="keras.applications.MobileNetV2", board_mode="dilate", echo=click.echo):
     """Convert, serve, run partnner live, then edge-only and cloud-only; print the comparison and a plot."""
     from partnner_tf.testbed.cli import ensure_converted
 
@@ -27,8 +27,11 @@ def run_demo(out_dir, frames=100000, board="rpi3b", input_shape="224,224,3", dur
     out_dir.mkdir(parents=True, exist_ok=True)
     cap = detect()
     emu = emulation_for(board)
-    echo(f"board {board}: {emu['cpus']} core(s) at {emu['quota']:.3f} of a core each"
-         + ("" if cap.can_cap else f" -- NOT emulated: {cap.reason}"))
+    if board_mode == "dilate":
+        echo(f"board {board}: {emu['cpus']} core(s), every prefix run stretched {1 / emu['quota']:.1f}x")
+    else:
+        echo(f"board {board}: {emu['cpus']} core(s) at {emu['quota']:.3f} of a core each"
+             + ("" if cap.can_cap else f" -- NOT emulated: {cap.reason}"))
     tag = Path(model).name.split(".")[-1] + "-" + input_shape.replace(",", "x")
     out = ensure_converted(model, input_shape, out_dir / "models" / tag, progress=echo)
     manifest = load_manifest(out)
@@ -48,7 +51,7 @@ def run_demo(out_dir, frames=100000, board="rpi3b", input_shape="224,224,3", dur
             frames_got = run_edge(out, policy, frames=frames, log_path=out_dir / f"{policy}.jsonl",
                                   emulation=emu, daemon_endpoint=daemon.endpoint, link=LINK, load=LOAD,
                                   stats_path=out_dir / f"{policy}.link.jsonl", duration_s=duration_s,
-                                  on_frame=live)
+                                  on_frame=live, board_mode=board_mode)
             runs[policy] = Run(policy, frames_got)
             live.done(runs[policy])
     finally:

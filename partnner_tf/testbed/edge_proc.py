@@ -30,6 +30,28 @@ def _join_cgroup(path, cpus):
                 pass  # a thread that just exited
 
 
+def _dilate(factor):
+    """Make every prefix run ``factor`` times as long as it takes here, like a slower CPU would:
+    the real interpreter runs, then the process sleeps for the difference.
+
+    The run's length is the calling thread's CPU time (it works in the interpreter's thread pool
+    throughout), not wall time: on this shared host the cloud daemon and its load compete for the
+    same cores, and a board's CPU does not slow down when the cloud gets busy.
+    """
+    from partnner_tf.runtime.interpreter import Prefix
+
+    run = Prefix.run
+
+    def slow_run(self, inputs):
+        t, c = time.perf_counter(), time.thread_time()
+        out = run(self, inputs)
+        wall, cpu = time.perf_counter() - t, time.thread_time() - c
+        time.sleep(max(factor * min(cpu, wall) - wall, 0.0))
+        return out
+
+    Prefix.run = slow_run
+
+
 def _preload(runtime, policy):
     """Load, before the clock starts, the prefixes the policy will use (as many as the cache holds).
 
@@ -68,6 +90,7 @@ def main(argv=None):
     p.add_argument("--deadline", type=float, default=1.0)
     p.add_argument("--cgroup", default="")
     p.add_argument("--cpus", type=int, default=0)
+    p.add_argument("--slowdown", type=float, default=1.0, help="stretch every prefix run this many times")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration-s", type=float, default=0.0, help="stop after this long (0: run every frame)")
     a = p.parse_args(argv)
@@ -84,6 +107,8 @@ def main(argv=None):
     frames = [rng.random(shape).astype(spec.dtype) for _ in range(4)]
     _preload(runtime, a.policy)
     _join_cgroup(a.cgroup, a.cpus)
+    if a.slowdown > 1.0:
+        _dilate(a.slowdown)
     print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
     if not sys.stdin.readline():
         return 1
