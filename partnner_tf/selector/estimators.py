@@ -140,7 +140,7 @@ class CostCurve:
         # throttled board runs short prefixes either at full speed or throttled), not a change.
         # A cut seen only a few times has a rough anchor: a surprise there is its own error, so
         # only cuts with a history can tell that the whole board or cloud changed.
-        established = len(recent) >= HISTORY // 2
+        established = len(recent) >= HISTORY
         usual = established and min(recent) <= cost / self.level <= max(recent)
         if usual or not established or 1 / BAND <= ratio <= BAND:
             self._end_run()
