@@ -182,6 +182,7 @@ class CostCurve:
         """A run of outliers ended without a change: its costs are part of the usual range."""
         for cut, _, normalised in self._run:
             self._recent[cut].append(normalised)
+            del self._recent[cut][:-HISTORY]
         self.outliers, self._run = 0, []
 
     def predict(self, prior_per_x):
