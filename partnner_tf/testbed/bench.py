@@ -101,7 +101,7 @@ class Run:
 def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link, profile=None,
              load=None, stats_path=None, warmup=0, duration_s=0.0, on_frame=None, link_mode="relay",
              board_mode="dilate"):
-    """One capped edge process over one emulated link; returns the per-frame dicts (after ``warmup``).
+    """One edge process, slowed like its board, over one emulated link; returns the per-frame dicts (after ``warmup``).
 
     ``link_mode`` "relay" shapes in the user-space relay; "tc" runs the edge in a namespace whose
     veth is shaped by tbf (root), with the delay in a rate-unlimited relay on the host side.
@@ -109,7 +109,9 @@ def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link,
     emu = emulation_for(emulation)
     if board_mode not in BOARD_MODES:
         raise PartnnerError(f"board mode: expected one of {BOARD_MODES}, received {board_mode!r}")
-    cap = CpuCap(emu["cpus"], emu["quota"])
+    # Only the cgroup mode needs a cgroup (and root); dilation happens inside the edge process.
+    cap = CpuCap(emu["cpus"], emu["quota"]) if board_mode == "cgroup" else None
+    threads = cap.cpus if cap is not None else min(int(emu["cpus"]), os.cpu_count() or 1)
     relay = loadp = proc = tclink = None
     err = open(str(log_path) + ".stderr", "wb")
     try:
@@ -127,7 +129,7 @@ def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link,
             raise PartnnerError(f"link mode: expected relay or tc, received {link_mode!r}")
         cmd = prefix + procs.python_cmd(
             "partnner_tf.testbed.edge_proc", out, "--cloud", relay.endpoint, "--policy", policy,
-            "--frames", frames + warmup, "--log", log_path, "--threads", cap.cpus)
+            "--frames", frames + warmup, "--log", log_path, "--threads", threads)
         if profile:
             cmd += ["--profile", str(profile)]
         if board_mode == "dilate":
@@ -138,7 +140,7 @@ def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link,
         info = procs.read_ready_line(proc, f"edge process ({policy})", timeout_s=180)
         # Capped only now: set-up is not what a board is measured on (and `ip netns exec`
         # hides /sys/fs/cgroup from the child, so the parent moves it).
-        if board_mode == "cgroup":
+        if cap is not None:
             cap.join(info.get("pid", proc.pid))
         relay.restart_clock()
         if tclink is not None:
@@ -158,7 +160,8 @@ def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link,
         for p in (loadp, relay, tclink):
             if p is not None:
                 p.close() if p is tclink else p.stop()
-        cap.close()
+        if cap is not None:
+            cap.close()
         err.close()
     lines = Path(log_path).read_text().splitlines()
     return [json.loads(x) for x in lines][warmup:]
