@@ -5,6 +5,8 @@ Loading needs neither TensorFlow nor the model files; hash checks are a separate
 write manifests holding just those.
 """
 
+import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -67,7 +69,12 @@ class Cut:
 
 @dataclass(frozen=True)
 class Manifest:
-    """A loaded manifest. ``root`` is the folder paths are relative to (None if built in memory)."""
+    """A loaded manifest. ``root`` is the folder paths are relative to (None if built in memory).
+
+    ``board_cuts``: in a board bundle, the ids of the cuts it carries (None: every cut).
+    ``original_ids``: in a :meth:`restricted` manifest, the id each cut has in the manifest it
+    was restricted from (None: the ids are the original ones).
+    """
 
     name: str
     model_file: str
@@ -75,6 +82,8 @@ class Manifest:
     cuts: tuple
     root: Path = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+    board_cuts: tuple = None
+    original_ids: tuple = None
 
     def path(self, relative):
         """Absolute path of a file named in the manifest."""
@@ -98,6 +107,52 @@ class Manifest:
     def cloud_only(self):
         """Id of the cloud-only cut (the raw input is sent), or None."""
         return next((c.id for c in self.cuts if c.is_cloud_only), None)
+
+    @property
+    def on_board(self):
+        """Ids of the cuts whose files are here: a bundle's ``bundle.cuts``, else every cut."""
+        return self.board_cuts if self.board_cuts is not None else tuple(c.id for c in self.cuts)
+
+    def restricted(self, cut_ids):
+        """This manifest with only ``cut_ids``, renumbered 0..k-1 in order, for a selector.
+
+        The cuts keep every field, so the cloud-only and edge-only cuts among them stay what
+        they are. :meth:`original_id` maps a new id back (to the prefix file and the id the
+        cloud daemon knows); :meth:`local_id` maps the other way.
+
+        Raises:
+            ManifestError: ``cut_ids`` is empty or names a cut this manifest does not have.
+        """
+        ids = sorted({int(self.cut(c).id) for c in cut_ids})
+        if not ids:
+            raise ManifestError(f"model {self.name!r}: a restricted manifest needs at least one cut")
+        cuts = tuple(dataclasses.replace(self.cuts[c], id=i) for i, c in enumerate(ids))
+        raw = copy.deepcopy(self.raw)
+        if isinstance(raw.get("cuts"), list) and len(raw["cuts"]) == len(self.cuts):
+            raw["cuts"] = [dict(raw["cuts"][c], id=i) for i, c in enumerate(ids)]
+        raw.pop("bundle", None)
+        return dataclasses.replace(self, cuts=cuts, raw=raw, board_cuts=None,
+                                   original_ids=tuple(self.original_id(c) for c in ids))
+
+    def original_id(self, cut_id):
+        """The id cut ``cut_id`` has in the manifest this one was restricted from."""
+        self.cut(cut_id)
+        return int(cut_id) if self.original_ids is None else self.original_ids[cut_id]
+
+    def local_id(self, original):
+        """This manifest's id of the cut that had id ``original`` before restriction.
+
+        Raises:
+            ManifestError: that cut was left out.
+        """
+        if self.original_ids is None:
+            return self.cut(original).id
+        try:
+            return self.original_ids.index(original)
+        except ValueError:
+            raise ManifestError(
+                f"model {self.name!r}: cut {original!r} was left out; the cuts here are {list(self.original_ids)}"
+            ) from None
 
 
 def _need(d, keys, where):
@@ -180,7 +235,26 @@ def manifest_from_dict(data, root=None):
         cuts=tuple(cuts),
         root=Path(root) if root is not None else None,
         raw=data,
+        board_cuts=_board_cuts(data, cuts),
     )
+
+
+def _board_cuts(data, cuts):
+    """A bundle's ``bundle.cuts``, checked against the cuts it marks ``on_board: false``."""
+    if "bundle" not in data:
+        return None
+    listed = data["bundle"].get("cuts") if isinstance(data["bundle"], dict) else None
+    if not isinstance(listed, list) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(cuts) for c in listed
+    ):
+        raise ManifestError(
+            f"manifest.bundle.cuts: expected a list of cut ids 0..{len(cuts) - 1}, received {listed!r}"
+        )
+    absent = {c.id for c in cuts if c.extra.get("on_board", True) is False}
+    both = sorted(absent & set(listed))
+    if both:
+        raise ManifestError(f"manifest.bundle.cuts lists cut(s) {both}, which are marked on_board: false")
+    return tuple(sorted(set(listed)))
 
 
 def manifest_path(path):
@@ -244,6 +318,18 @@ def verify_files(manifest, cut_ids=None):
     for cut in manifest.cuts:
         if cut.prefix is not None and (cut_ids is None or cut.id in cut_ids):
             checks.append((cut.prefix, cut.extra.get("prefix_sha256")))
+    verify_paths(manifest, checks)
+
+
+def verify_paths(manifest, checks):
+    """Check files named relative to the manifest's folder against their sha256.
+
+    Args:
+        checks: ``(relative path, sha256 or None)`` pairs; None checks only that the file exists.
+
+    Raises:
+        ManifestError: naming every file that is missing or altered.
+    """
     bad = []
     for rel, expected in checks:
         p = manifest.path(rel)
