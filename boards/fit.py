@@ -58,6 +58,7 @@ class CutFit:
     storage_mb: float
     accelerated: bool = None
     reasons: list = field(default_factory=list)
+    prefix_mb: float = 0.0  # this cut's own prefix, without the runtime or the edge-only model
 
 
 @dataclass
@@ -82,8 +83,8 @@ class FitReport:
     @property
     def all_loaded_mb(self):
         """Memory with every fitting prefix loaded at once (the runtime's prefix cache at its fullest)."""
-        extra = sum(c.memory_mb - RUNTIME_BASE_MB for c in self.cuts if c.fits and c.cut in self.edge_cuts)
-        return round(RUNTIME_BASE_MB + extra, 1)
+        extra = sum(c.prefix_mb for c in self.cuts if c.fits and c.cut in self.edge_cuts)
+        return round(RUNTIME_BASE_MB + self.manifest.input.nbytes / MIB + extra, 1)
 
     def check(self):
         """Raise :class:`BoardFitError` when the model cannot run on the board at all."""
@@ -188,22 +189,27 @@ def platform_problems(board):
     return problems
 
 
-def _cut_fit(board, manifest, cut, stats):
-    """Fit of one cut; ``stats`` is None for the cloud-only cut."""
-    layer = ",".join(cut.layers) or ("(input: cloud only)" if cut.prefix is None else "(whole model: edge only)")
-    frame = manifest.input.nbytes
+def _prefix_mb(stats):
+    """Memory a loaded prefix adds to the runtime: its weights twice, its arena, interpreter state."""
     if stats is None:
-        mem = RUNTIME_BASE_MB + frame / MIB
-        storage = RUNTIME_STORAGE_MB
-        accel = None
-    else:
-        mem = (RUNTIME_BASE_MB + INTERPRETER_OVERHEAD_MB
-               + (WEIGHT_COPIES * stats.file_bytes + stats.arena_bytes + frame) / MIB)
-        storage = RUNTIME_STORAGE_MB + stats.file_bytes / MIB
-        accel = stats.full_int8 if board.accelerator else None
+        return 0.0
+    return INTERPRETER_OVERHEAD_MB + (WEIGHT_COPIES * stats.file_bytes + stats.arena_bytes) / MIB
+
+
+def _cut_fit(board, manifest, cut, stats, pinned_mb):
+    """Fit of one cut; ``stats`` is None for the cloud-only cut.
+
+    ``pinned_mb`` is the edge-only model's share, which the runtime keeps loaded beside any
+    other cut for its fallback (0 for the edge-only cut itself).
+    """
+    layer = ",".join(cut.layers) or ("(input: cloud only)" if cut.prefix is None else "(whole model: edge only)")
+    mem = RUNTIME_BASE_MB + pinned_mb + _prefix_mb(stats) + manifest.input.nbytes / MIB
+    storage = RUNTIME_STORAGE_MB + (stats.file_bytes / MIB if stats is not None else 0.0)
+    accel = stats.full_int8 if stats is not None and board.accelerator else None
     reasons = []
     if mem > board.memory_mb:
-        reasons.append(f"needs {mem:.0f} MB of memory, the board's budget is {board.memory_mb} MB")
+        beside = " with the edge-only model loaded beside it" if pinned_mb else ""
+        reasons.append(f"needs {mem:.0f} MB of memory{beside}, the board's budget is {board.memory_mb} MB")
     if storage > board.storage_mb:
         reasons.append(f"needs {storage:.0f} MB of storage, the board's budget is {board.storage_mb} MB")
     if accel is False:
@@ -212,7 +218,8 @@ def _cut_fit(board, manifest, cut, stats):
             f"(received {'/'.join(stats.input_dtypes)} in, {'/'.join(stats.output_dtypes)} out)"
         )
     fits = mem <= board.memory_mb and storage <= board.storage_mb
-    return CutFit(cut.id, layer, fits, round(mem, 3), round(storage, 3), accel, reasons)
+    return CutFit(cut.id, layer, fits, round(mem, 3), round(storage, 3), accel, reasons,
+                  prefix_mb=round(_prefix_mb(stats), 3))
 
 
 def fit_model(out, board, *, require_accelerator=False):
@@ -228,17 +235,35 @@ def fit_model(out, board, *, require_accelerator=False):
     """
     board = get_board(board)
     manifest = out if isinstance(out, Manifest) else load_manifest(out)
-    rows = []
+    stats, missing = {}, {}
     for cut in manifest.cuts:
-        stats = None
         if cut.prefix is not None:
             path = manifest.path(cut.prefix)
-            if not path.is_file():
-                rows.append(CutFit(cut.id, ",".join(cut.layers), False, 0.0, 0.0, None, [f"{cut.prefix} is missing"]))
-                continue
-            stats = prefix_stats(path)
-        row = _cut_fit(board, manifest, cut, stats)
+            if path.is_file():
+                stats[cut.id] = prefix_stats(path)
+            else:
+                missing[cut.id] = f"{cut.prefix} is missing"
+    edge = manifest.edge_only
+    pinned = _prefix_mb(stats.get(edge))
+    rows = []
+    for cut in manifest.cuts:
+        if cut.id in missing:
+            rows.append(CutFit(cut.id, ",".join(cut.layers), False, 0.0, 0.0, None, [missing[cut.id]]))
+            continue
+        row = _cut_fit(board, manifest, cut, stats.get(cut.id), 0.0 if cut.id == edge else pinned)
         if require_accelerator and row.accelerated is False:
             row.fits = False
         rows.append(row)
+    _need_fallback(rows, edge)
     return FitReport(board, manifest, rows, platform_problems(board))
+
+
+def _need_fallback(rows, edge):
+    """No cut runs without the edge-only model: the runtime's fallback when the cloud fails."""
+    if edge is None or rows[edge].fits:
+        return
+    for row in rows:
+        if row.fits:
+            row.fits = False
+            row.reasons.append(f"the edge-only model (cut {edge}), which the runtime keeps loaded "
+                               "for its fallback, does not fit")

@@ -204,26 +204,36 @@ def test_systemd_unit_verifies(x86_bundle, tmp_path):
     assert f"ExecStart={top}/run.sh" in unit
 
 
-def test_partial_bundle_marks_cuts_left_out(tiny_out, built_wheel, wheel_cache, tmp_path):
+def _tight_board(tiny_out):
+    """generic-x86_64 with a memory budget that leaves out the heavier middle cuts (and keeps edge-only)."""
     import dataclasses
 
     from partnner_tf.boards.fit import fit_model
 
     full = fit_model(tiny_out, "generic-x86_64")
-    mems = sorted({c.memory_mb for c in full.cuts if c.cut in full.edge_cuts})
+    edge = load_manifest(tiny_out).edge_only
+    mems = sorted({c.memory_mb for c in full.cuts if c.cut in full.edge_cuts and c.cut != edge})
     assert len(mems) > 1
-    # A budget between the lightest and the heaviest prefix: the big ones stay home.
-    board = dataclasses.replace(get_board("generic-x86_64"), name="x86-tight", memory_mb=(mems[0] + mems[-1]) / 2)
-    fit = fit_model(tiny_out, board)
-    assert 0 < len(fit.edge_cuts) < len(full.edge_cuts)
-    with pytest.raises(BoardFitError, match="does not fit"):  # edge-only is among the cuts left out
-        make_bundle(tiny_out, board, tmp_path / "p.tar.gz", policy="edge", wheel=built_wheel, cache=wheel_cache)
-    r = make_bundle(tiny_out, board, tmp_path / "p.tar.gz", policy="cloud",
-                    wheel=built_wheel, cache=wheel_cache)
+    return dataclasses.replace(get_board("generic-x86_64"), name="x86-tight", memory_mb=(mems[0] + mems[-1]) / 2)
+
+
+def test_partial_bundle_marks_cuts_left_out(tiny_out, built_wheel, wheel_cache, tmp_path):
+    from partnner_tf.boards.fit import fit_model
+
+    board = _tight_board(tiny_out)
+    full, fit = fit_model(tiny_out, "generic-x86_64"), fit_model(tiny_out, board)
+    m = load_manifest(tiny_out)
+    assert 0 < len(fit.edge_cuts) < len(full.edge_cuts) and m.edge_only in fit.edge_cuts
+    left_out = sorted(set(full.fitting) - set(fit.fitting))
+    # Each needs the edge-only model loaded beside it (the runtime's fallback): that is what overflows.
+    assert all("with the edge-only model loaded beside it" in fit.cuts[c].reasons[0] for c in left_out)
+    with pytest.raises(BoardFitError, match=f"runs cut {left_out[0]}, which does not fit"):
+        make_bundle(tiny_out, board, tmp_path / "p.tar.gz", policy=f"fixed:{left_out[0]}", wheel=built_wheel,
+                    cache=wheel_cache)
+    r = make_bundle(tiny_out, board, tmp_path / "p.tar.gz", policy="partnner", wheel=built_wheel, cache=wheel_cache)
     members = _members(r.path)
     top = "partnner-tiny_chain-x86-tight"
     bm = json.loads(members[f"{top}/model/manifest.json"][1])
-    m = load_manifest(tiny_out)
     assert bm["bundle"]["cuts"] == fit.fitting == r.cuts
     for cut in bm["cuts"]:
         present = cut["id"] in fit.fitting
@@ -231,3 +241,18 @@ def test_partial_bundle_marks_cuts_left_out(tiny_out, built_wheel, wheel_cache, 
         if cut["prefix"]:
             assert (f"{top}/model/{cut['prefix']}" in members) is present
     assert manifest_from_dict(bm).cuts == m.cuts  # ids and fields unchanged: the cloud's cut ids
+
+
+def test_a_bundle_without_room_for_the_edge_only_model_is_refused(tiny_out, built_wheel, wheel_cache, tmp_path):
+    import dataclasses
+
+    from partnner_tf.boards.fit import fit_model
+
+    edge = load_manifest(tiny_out).edge_only
+    need = fit_model(tiny_out, "generic-x86_64").cuts[edge].memory_mb
+    board = dataclasses.replace(get_board("generic-x86_64"), name="x86-starved", memory_mb=need - 0.001)
+    fit = fit_model(tiny_out, board)
+    assert fit.fitting == []  # even cut 1, lighter than the whole model, needs it beside it
+    with pytest.raises(BoardFitError, match="no cut with an edge prefix fits"):
+        make_bundle(tiny_out, board, tmp_path / "s.tar.gz", wheel=built_wheel, cache=wheel_cache)
+    assert not list(tmp_path.iterdir())
