@@ -12,7 +12,8 @@ from partnner_tf.manifest import load_manifest, verify_files
 from partnner_tf.runtime.cache import DEFAULT_BUDGET_BYTES, PrefixCache
 from partnner_tf.runtime.interpreter import default_threads, load_prefix
 from partnner_tf.runtime.link import Link
-from partnner_tf.selector import Observation, make_selector
+from partnner_tf.runtime.onboard import board_selector
+from partnner_tf.selector import Observation
 
 log = logging.getLogger(__name__)
 _now = time.perf_counter
@@ -26,7 +27,7 @@ OPTIONS = {
     "prefetch_radius": 2,  # neighbours of the current cut loaded ahead
     "defer_swap": True,  # run the loaded cut while the chosen one loads
     "delegate": None,  # "edgetpu", a delegate library, or None (the board decides)
-    "verify": True,  # check prefix hashes against the manifest at start
+    "verify": True,  # check the hashes of the prefixes it will load at start
     "probe_timeout_s": 0.5,
     "backoff_s": (0.05, 2.0),
     "selector_options": None,  # dict passed to make_selector
@@ -63,10 +64,15 @@ class FrameResult:
 class EdgeRuntime:
     """Runs a converted model's frames on the edge, partitioned with a cloud daemon.
 
+    On a board bundle that left cuts out (``bundle.cuts``), only the cuts it carries are
+    verified, loaded and chosen: a policy name gets a selector over those alone.
+
     Args:
-        out_dir: the converter's output folder (``manifest.json`` + ``prefixes/``).
+        out_dir: the converter's output folder (``manifest.json`` + ``prefixes/``), or a
+            bundle's ``model/`` folder.
         cloud: an endpoint string, a :class:`partnner_tf.client.CloudClient`, or None (edge only).
-        selector: a policy name for :func:`make_selector` or a selector object.
+        selector: a policy name for :func:`make_selector`, or a selector object speaking the
+            manifest's cut ids (it must not choose a cut the bundle left out).
         board: a board name or record; its ``threads`` and ``delegate`` are the defaults.
         threads: interpreter threads (overrides the board's).
         **options: see :data:`OPTIONS`.
@@ -77,14 +83,20 @@ class EdgeRuntime:
         if unknown:
             raise PartnnerError(f"EdgeRuntime: unknown option(s) {unknown}; known: {sorted(OPTIONS)}")
         self.options = {**OPTIONS, **options}
-        self.manifest = load_manifest(out_dir)
-        m = self.manifest
-        prefixes = {c.id: m.path(c.prefix) for c in m.cuts if c.prefix is not None}
+        self.manifest = m = load_manifest(out_dir)
+        self.cuts = m.on_board  # the cut ids whose files are here
+        prefixes = {c.id: m.path(c.prefix) for c in m.cuts if c.prefix is not None and c.id in self.cuts}
+        self.files = prefixes
         if self.options["verify"]:
             verify_files(m, cut_ids=list(prefixes))
         self.edge_cut = m.edge_only
         if self.edge_cut is None:
             raise PartnnerError(f"{m.root}: model {m.name!r} has no edge-only cut; the edge cannot fall back")
+        if self.edge_cut not in self.cuts:
+            raise PartnnerError(
+                f"{m.root}: this bundle carries cuts {list(self.cuts)}, not the edge-only cut "
+                f"{self.edge_cut}, which the runtime needs for its fallback"
+            )
         threads, delegate = _board_defaults(board, threads, self.options["delegate"])
         self.threads = threads = int(threads) if threads else default_threads()
         self._keys(m)
@@ -138,7 +150,7 @@ class EdgeRuntime:
                 raise PartnnerError(f"policy {selector!r} needs a cloud endpoint; none was given")
             log.info("no cloud endpoint: policy %r runs every frame edge-only", selector)
             selector = "edge"
-        return make_selector(selector, self.manifest, **(self.options["selector_options"] or {}))
+        return board_selector(selector, self.manifest, self.cuts, **(self.options["selector_options"] or {}))
 
     # -- frames -------------------------------------------------------------------------------
 
@@ -148,7 +160,10 @@ class EdgeRuntime:
         n = self._count
         self._count += 1
         chosen = int(self.selector.choose())
-        self.manifest.cut(chosen)  # a selector returning a bad id is a bug: say so
+        if chosen not in self.cuts:  # a selector returning a bad id is a bug: say so
+            self.manifest.cut(chosen)
+            raise PartnnerError(f"the selector chose cut {chosen}, which is not on this board; "
+                                f"the bundled cuts are {list(self.cuts)}")
         t0 = _now()
         if chosen == self.edge_cut or self.client is None:
             result = self._edge_frame(n, x, chosen, t0, fallback=False)
@@ -206,11 +221,11 @@ class EdgeRuntime:
             cut = self._current
         if cut == self.edge_cut:
             return cut, None
-        prefix = self.cache.get(cut) if self.manifest.cuts[cut].prefix is not None else None
+        prefix = self.cache.get(cut) if cut in self.files else None
         return cut, prefix
 
     def _ready(self, cut):
-        return self.manifest.cuts[cut].prefix is None or self.cache.is_ready(cut)
+        return cut not in self.files or self.cache.is_ready(cut)
 
     def _partitioned(self, n, x, chosen, t0):
         cut, prefix = self._prefix_for(chosen)
@@ -276,7 +291,7 @@ class EdgeRuntime:
         likely = getattr(self.selector, "likely_cuts", None)
         hinted = list(likely()) if likely is not None else []
         near = sorted(range(max(0, cut - r), min(len(self.manifest.cuts), cut + r + 1)), key=lambda c: abs(c - cut))
-        self.cache.prefetch([c for c in hinted + near if self.manifest.cuts[c].prefix is not None])
+        self.cache.prefetch([c for c in hinted + near if c in self.files])
 
     # -- life cycle ---------------------------------------------------------------------------
 
