@@ -25,8 +25,9 @@ class PrefixCache:
     cloud, with the GIL released), and the load then overlaps that wait instead of a frame.
 
     Args:
-        paths: ``{cut_id: path}`` of every prefix that may be loaded.
-        loader: ``loader(path) -> Prefix``.
+        paths: ``{cut_id: what loader takes}`` (a path, or a description of the file) for every
+            prefix that may be loaded.
+        loader: ``loader(paths[cut_id]) -> Prefix``.
         budget_bytes: memory budget; a single prefix larger than it is still loaded (alone).
         idle_wait_s: longest a background load waits for an idle window.
     """

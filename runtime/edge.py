@@ -8,11 +8,12 @@ from typing import Optional
 import numpy as np
 
 from partnner_tf.errors import CloudError, InputError, PartnnerError
-from partnner_tf.manifest import load_manifest, verify_files
+from partnner_tf.manifest import load_manifest, verify_paths
 from partnner_tf.runtime.cache import DEFAULT_BUDGET_BYTES, PrefixCache
-from partnner_tf.runtime.interpreter import default_threads, load_prefix
+from partnner_tf.runtime.interpreter import default_threads
 from partnner_tf.runtime.link import Link
 from partnner_tf.runtime.onboard import board_selector
+from partnner_tf.runtime.plan import plan_prefixes, usable_delegate
 from partnner_tf.selector import Observation
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ class EdgeRuntime:
     """Runs a converted model's frames on the edge, partitioned with a cloud daemon.
 
     On a board bundle that left cuts out (``bundle.cuts``), only the cuts it carries are
-    verified, loaded and chosen: a policy name gets a selector over those alone.
+    verified, loaded and chosen: a policy name gets a selector over those alone. With an Edge
+    TPU board (or ``delegate="edgetpu"``) the cuts' full-int8 prefixes (``edgetpu`` entries)
+    run instead of the float ones, quantized in and dequantized out.
 
     Args:
         out_dir: the converter's output folder (``manifest.json`` + ``prefixes/``), or a
@@ -85,10 +88,6 @@ class EdgeRuntime:
         self.options = {**OPTIONS, **options}
         self.manifest = m = load_manifest(out_dir)
         self.cuts = m.on_board  # the cut ids whose files are here
-        prefixes = {c.id: m.path(c.prefix) for c in m.cuts if c.prefix is not None and c.id in self.cuts}
-        self.files = prefixes
-        if self.options["verify"]:
-            verify_files(m, cut_ids=list(prefixes))
         self.edge_cut = m.edge_only
         if self.edge_cut is None:
             raise PartnnerError(f"{m.root}: model {m.name!r} has no edge-only cut; the edge cannot fall back")
@@ -97,15 +96,17 @@ class EdgeRuntime:
                 f"{m.root}: this bundle carries cuts {list(self.cuts)}, not the edge-only cut "
                 f"{self.edge_cut}, which the runtime needs for its fallback"
             )
-        threads, delegate = _board_defaults(board, threads, self.options["delegate"])
+        threads, delegate, board_name = _board_defaults(board, threads, self.options["delegate"])
         self.threads = threads = int(threads) if threads else default_threads()
+        library, edgetpu = usable_delegate(delegate, board_name)
+        self.files = plan_prefixes(m, self.cuts, library, edgetpu, board_name)
+        if self.options["verify"]:
+            verify_paths(m, [(f.path, f.sha256) for f in self.files.values()])
         self._keys(m)
         self.selector = self._selector(selector, cloud is not None)
         self._owns_client = False
         self.client = self.link = None
-        self.cache = PrefixCache(
-            prefixes, lambda p: load_prefix(p, threads=threads, delegate=delegate).warm(),
-            self.options["budget_bytes"])
+        self.cache = PrefixCache(self.files, lambda f: f.load(m, threads).warm(), self.options["budget_bytes"])
         try:
             self.client = self._connect(cloud)
             if self.client is not None:
@@ -311,13 +312,15 @@ class EdgeRuntime:
 
 
 def _board_defaults(board, threads, delegate):
-    """(threads, delegate): arguments first, then the board's record, then the host's defaults."""
-    if board is not None:
-        if isinstance(board, str):
-            from partnner_tf.boards import get_board
+    """(threads, delegate, board name): arguments first, then the board's record, then the host's."""
+    if board is None:
+        return threads, delegate, None
+    if isinstance(board, str):
+        from partnner_tf.boards import get_board
 
-            board = get_board(board)
-        threads = threads or getattr(board, "threads", None)
-        if delegate is None and getattr(board, "accelerator", None):
-            delegate = getattr(board, "delegate", None)
-    return threads, delegate
+        board = get_board(board)
+    threads = threads or getattr(board, "threads", None)
+    if delegate is None and getattr(board, "accelerator", None):
+        # The Edge TPU is named as such, so that its int8 prefixes are chosen whatever the path.
+        delegate = "edgetpu" if board.accelerator == "edgetpu" else getattr(board, "delegate", None)
+    return threads, delegate, getattr(board, "name", None)

@@ -61,6 +61,17 @@ def _delegates(delegate, load_delegate, path):
     return [], None
 
 
+def delegate_error(library):
+    """Why the delegate ``library`` cannot be loaded (the exception), or None when it can."""
+    _, _, load_delegate = backend()
+    try:
+        ctypes.CDLL(library)  # LiteRT's Delegate object is noisy when its library is absent
+        load_delegate(library)
+    except (ValueError, OSError, RuntimeError) as exc:
+        return exc
+    return None
+
+
 class Prefix:
     """One loaded prefix interpreter; ``run`` maps signature keys to arrays.
 
@@ -79,6 +90,9 @@ class Prefix:
         self.outputs = {k: _detail(d) for k, d in runner.get_output_details().items()}
         self._in = [(k, d["index"], d["shape"], d["dtype"], d["quant"]) for k, d in self.inputs.items()]
         self._out = [(k, d["index"]) for k, d in self.outputs.items()]
+        # Signature keys in the interpreter's own tensor order (what per-tensor lists follow).
+        self.input_order = _order(self.inputs, interpreter.get_input_details())
+        self.output_order = _order(self.outputs, interpreter.get_output_details())
         size = self.path.stat().st_size
         # An upper estimate: the sum of all tensors counts the weights (XNNPACK keeps a packed
         # copy of them beside the file) and every activation unshared (the arena reuses memory).
@@ -148,6 +162,11 @@ def _detail(d):
         "dtype": np.dtype(d["dtype"]),
         "quant": (float(scale), int(zero)) if scale else None,
     }
+
+
+def _order(by_key, details):
+    key_of = {d["index"]: k for k, d in by_key.items()}
+    return [key_of[d["index"]] for d in details if d["index"] in key_of]
 
 
 def _bytes(detail):

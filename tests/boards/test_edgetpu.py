@@ -68,3 +68,33 @@ def test_coral_bundle_carries_int8_prefixes(tiny_out, built_wheel, wheel_cache, 
     entries = {c["id"]: c["edgetpu"] for c in manifest["cuts"] if "edgetpu" in c}
     assert entries and all(f"{top}/model/{e['prefix']}" in names for e in entries.values())
     assert any("full-int8" in n for n in r.notes)
+
+
+def test_cli_coral_bundle_carries_the_int8_prefixes_the_runtime_loads(tiny_out, built_wheel, wheel_cache, tmp_path):
+    from click.testing import CliRunner
+
+    from partnner_tf.boards.cli import board as board_cli
+    from partnner_tf.runtime.edge import EdgeRuntime
+    from partnner_tf.runtime.int8 import Int8Prefix
+
+    out = tmp_path / "coral.tar.gz"
+    with pytest.warns(UserWarning, match="RANDOM"):
+        r = CliRunner().invoke(board_cli, ["bundle", str(tiny_out), "--board", "coral-usb", "-o", str(out),
+                                           "--wheel", str(built_wheel), "--wheel-cache", str(wheel_cache)])
+    assert r.exit_code == 0, r.output
+    with tarfile.open(out, "r:gz") as tar:
+        tar.extractall(tmp_path / "unpacked", filter="tar")
+    model = tmp_path / "unpacked" / "partnner-tiny_chain-coral-usb" / "model"
+    m = load_manifest(model)
+    edge_cuts = [c.id for c in m.cuts if c.prefix is not None]
+    assert all("edgetpu" in m.cuts[c].extra for c in edge_cuts)  # every cut of the tiny model is one tensor
+    with EdgeRuntime(model, selector="edge", board="coral-usb") as rt:
+        for c in edge_cuts:
+            entry, p = m.cuts[c].extra["edgetpu"], rt.cache.get(c)
+            # The compiled file where the Edge TPU delegate loads, else the plain int8 one (on the CPU).
+            want, sha = (entry["compiled"], entry["compiled_sha256"]) if p.delegate else (entry["prefix"], entry["sha256"])
+            assert isinstance(p, Int8Prefix) and p.path == model / want and sha256_file(p.path) == sha
+            assert p.prefix.inputs["image"]["dtype"] == np.int8
+        x = np.random.default_rng(0).random(m.input.shape[1:], dtype=np.float32)
+        res = rt.infer(x)
+        assert res.cut == m.edge_only and res.outputs[0].dtype == np.float32 and np.isfinite(res.outputs[0]).all()
