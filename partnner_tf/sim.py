@@ -80,7 +80,19 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **opt
         c = int(np.argmin(exp_all)) if oracle else int(selector.choose())
         e, n, k = (float(v[0]) for v in world.components(t, [c], z[i]))
         timed_out = False
-        if not world.is_edge[c]:
+        hedged = not oracle and not world.is_edge[c] and selector.hedge(c)
+        if hedged:
+            # The edge-only run goes alongside the cloud request; the first result ends the frame.
+            full = e_full * world.slow(t) * z[i, 0]
+            d = min(full, _deadline(selector, c))
+            if n + k > d:
+                timed_out = True
+                total, obs = e + d, Observation(cut=c, edge_s=e, transfer_s=d, bytes_sent=int(world.bytes[c]),
+                                                timed_out=True, edge_only_s=full)
+            else:
+                total, obs = e + n + k, Observation(
+                    cut=c, edge_s=e, transfer_s=n, cloud_s=k, bytes_sent=int(world.bytes[c]))
+        elif not world.is_edge[c]:
             d = np.inf if oracle else _deadline(selector, c)
             if n + k > d:
                 timed_out = True

@@ -18,6 +18,8 @@ class Observation:
         queue_depth, busy_workers, workers: the server's reported load.
         timed_out: the cloud missed the deadline (or the link failed) and the frame fell back
             to the edge; ``transfer_s`` then holds the time lost waiting.
+        edge_only_s: when the frame was hedged (see :meth:`Selector.hedge`), the time of the
+            edge-only run that went alongside the cloud request.
     """
 
     cut: int
@@ -31,6 +33,7 @@ class Observation:
     busy_workers: Optional[int] = None
     workers: Optional[int] = None
     timed_out: bool = False
+    edge_only_s: Optional[float] = None
 
 
 class Selector:
@@ -50,3 +53,10 @@ class Selector:
     def deadline_s(self, cut: int) -> Optional[float]:
         """How long the runtime should wait for the cloud on ``cut``; None: its own default."""
         return None
+
+    def hedge(self, cut: int) -> bool:
+        """Optional: run the whole model on the edge alongside the cloud request for ``cut`` and
+        finish the frame with whichever result comes first. A caller that asks must do so; if
+        the edge wins, it observes ``timed_out=True`` with the wait in ``transfer_s`` and the
+        edge-only time in ``edge_only_s``. Default: never."""
+        return False

@@ -12,6 +12,8 @@ OUTLIERS = 2
 HISTORY = 8
 #: The link is bursty: only this many transfers in a row outside the band are a change.
 SUSTAIN = 3
+#: A link unseen for this many frames may be another link now: the next transfer is believed.
+STALE = 3
 
 
 class LinkEstimator:
@@ -46,6 +48,10 @@ class LinkEstimator:
         nbytes = max(float(nbytes), 1.0)
         transfer_s = max(float(transfer_s), 1e-5)
         ratio = transfer_s / float(self.predict(nbytes))
+        # First sight, a probe, or news of a link unseen for a while: the per-byte estimate
+        # describes a link that may be gone, so this transfer replaces it (a recovered link is
+        # noticed on its first transfer). The rtt fit keeps its history: propagation persists.
+        fresh = self.observed == 0 or trust or self.since >= STALE
         self.history = (self.history + [(nbytes, transfer_s)])[-self.window:]
         self._fit_rtt(transfer_s)
         wire = max(transfer_s - self.rtt, 0.05 * transfer_s)
@@ -53,8 +59,8 @@ class LinkEstimator:
         y = wire / nbytes
         side = 1 if ratio > BAND else (-1 if ratio < 1 / BAND else 0)
         self.recent = (self.recent + [(side, y)])[-SUSTAIN:]
-        if self.observed == 0 or trust:
-            self.s_per_byte = y  # first sight, or a probe of a link unseen for a while
+        if fresh:
+            self.s_per_byte = y
         elif side and len(self.recent) == SUSTAIN and all(sd == side for sd, _ in self.recent):
             # A sustained shift, not a burst: restart from the recent figures.
             self.s_per_byte = float(np.median([v for _, v in self.recent]))

@@ -54,7 +54,7 @@ class Partnner(Selector):
 
     name = "partnner"
 
-    def __init__(self, manifest, budget=0.015, start_budget=8.0, hysteresis=0.03, bps=5e6, rtt_s=0.03,
+    def __init__(self, manifest, budget=0.01, start_budget=8.0, hysteresis=0.03, bps=5e6, rtt_s=0.03,
                  cloud_speedup=4.0, optimism=0.5, deadline_slack=8.0, min_probe_every=4, max_probe_every=64,
                  kind_weights=None):
         super().__init__(manifest)
@@ -85,6 +85,7 @@ class Partnner(Selector):
         self.min_probe_every = min_probe_every
         self.max_probe_every = max_probe_every
         self.probe_every = min_probe_every
+        self.hedging = False  # set once the caller asks hedge(): it runs probes hedged
         self._est = None
 
     # -- estimates ------------------------------------------------------------------------------
@@ -102,13 +103,12 @@ class Partnner(Selector):
         net = np.where(self.is_edge, 0.0, self.link.predict(self.bytes))
         # A link not seen for a while may have recovered: optimism about it grows with time.
         stale = 1e3 if self.link.observed + self.link.timeouts == 0 else min(2.0 ** (self.link.since / 8.0), 1e3)
-        # The rtt / per-byte split is only known near the payloads seen lately: far from them
-        # the per-byte cost may be lower than it looks.
-        seen_b = [b for b, _ in self.link.history[-5:]]
-        if seen_b:
-            ref = float(np.median(seen_b))
-            far = (self.bytes > 2 * ref) | (self.bytes < 0.5 * ref)
-            stale = np.maximum(stale, np.where(far, 1.5, 1.0))
+        # The rtt / per-byte split is only known near the payloads seen lately: far from all of
+        # them the per-byte cost may be lower than it looks.
+        seen_b = np.array([b for b, _ in self.link.history])
+        if seen_b.size:
+            near = np.abs(np.log(self.bytes[:, None] / seen_b[None, :] + 1e-12)) <= np.log(2.0)
+            stale = np.maximum(stale, np.where(near.any(axis=1), 1.0, 1.5))
         net_lo = np.where(self.is_edge, 0.0, self.link.rtt + self.bytes * self.link.s_per_byte / stale)
         remote = np.where(self.is_edge, 0.0, net + k_est)
         est = e_est + remote
@@ -140,10 +140,12 @@ class Partnner(Selector):
             return best
         mid = 0.5 * (est[cand] + opt[cand])
         if self.is_edge[best]:
-            # Edge-only: the link is unseen, so probe it on a backoff schedule (soon after it
-            # went bad, rarely once it stays bad), with the cheapest promising cut.
+            # Edge-only: the link is unseen, so probe it with the cheapest promising cut. A
+            # hedged probe costs at most its prefix, so it goes every few frames; otherwise on a
+            # backoff schedule (soon after the link went bad, rarely once it stays bad).
             if self.link.since >= self.probe_every:
-                self.probe_every = min(1.5 * self.probe_every, self.max_probe_every)
+                if not self.hedging:
+                    self.probe_every = min(1.5 * self.probe_every, self.max_probe_every)
                 c = self._cheapest_probe(cand, est)
                 self.exploring = (c, float(est[best]), True)
                 return c
@@ -159,6 +161,13 @@ class Partnner(Selector):
                 return c
         return best
 
+    def hedge(self, cut):
+        """Probes are hedged: the edge-only run goes alongside, so a probe on a link still bad
+        costs only its prefix. A caller that asks this honours it, which makes probes cheap
+        enough to send every few frames."""
+        self.hedging = True
+        return self.exploring is not None and self.exploring[0] == cut and self.exploring[2]
+
     def observe(self, obs: Observation):
         self._est = None
         self.frames += 1
@@ -170,6 +179,8 @@ class Partnner(Selector):
         self.last_seen[c] = self.frames
         if obs.edge_s > 0 and (self.pmacs[c] > 0 or c == self.E):
             self.edge.observe(c, obs.edge_s)
+        if obs.edge_only_s:
+            self.edge.observe(self.E, obs.edge_only_s)
         if self.is_edge[c]:
             self.link.tick()
         elif obs.timed_out:
@@ -184,7 +195,7 @@ class Partnner(Selector):
                 self.cloud.observe(c, obs.cloud_s)
         if self.exploring is not None and self.exploring[0] == c:
             spent = obs.edge_s + obs.transfer_s + obs.cloud_s
-            if obs.timed_out:
+            if obs.timed_out and not obs.edge_only_s:
                 spent += float(self.edge.anchor[self.E] * self.edge.level)  # the edge redid it all
             self.tokens -= max(0.0, spent - self.exploring[1])
         self.exploring = None
@@ -203,12 +214,18 @@ class Partnner(Selector):
         e_full = float(est[self.E])
         remote = self._remote(cut)
         exploring = self.exploring is not None and self.exploring[0] == cut
+        if exploring and self.exploring[2] and self.hedging:
+            return float(2.0 * e_full + 0.02)  # the edge-only run beside it ends the wait
         if exploring and self.exploring[2]:
             e_cut = float(est[cut]) - remote
             return float(max(1.2 * max(e_full - e_cut, 0.0) + 0.01, 0.02))
-        # An exploration tests a guess: once far slower than guessed, the answer is known.
-        slack = 4.0 if exploring else self.deadline_slack
-        return float(max(slack * remote + e_full, 0.02))
+        if exploring:
+            # An exploration tests a guess: the answer is known once the frame has lost to the
+            # best cut; waiting on costs no more than giving up would (an edge-only rerun).
+            e_cut = float(est[cut]) - remote
+            lost = max(self.exploring[1] - e_cut, 0.0)
+            return float(max(min(4.0 * remote, lost) + e_full, 0.02))
+        return float(max(self.deadline_slack * remote + e_full, 0.02))
 
     def likely_cuts(self):
         """Cuts the next frames may ask for (the runtime preloads them)."""
@@ -231,7 +248,8 @@ class Partnner(Selector):
         remote = np.array([self._remote(c) for c in cand])
         e_cut = est[cand] - remote
         wait = 1.2 * np.maximum(e_full - e_cut, 0.0) + 0.01
-        cost = np.where(remote <= wait, est[cand] - e_full, e_cut + wait)
+        lost = e_cut if self.hedging else e_cut + wait  # hedged: the edge-only run went alongside
+        cost = np.where(remote <= wait, est[cand] - e_full, lost)
         return int(cand[np.argmin(cost)])
 
     def _loss_if_late(self, cut, est):

@@ -151,3 +151,58 @@ def test_cost_curve_ignores_bimodal_noise_but_follows_a_real_slowdown():
         curve.observe(2, 0.450)
     est, _ = curve.predict(1e-9)
     assert 0.35 < est[2] < 0.6, est
+
+
+@pytest.mark.parametrize("bad_bps, bound", [(0.5e6, 30), (1e6, 10), (2e6, 15)])
+def test_a_long_bad_link_costs_little_and_its_recovery_is_found(bad_bps, bound):
+    # 60 s of a link too slow to use, then a fast one. Probes are hedged (the simulator, like
+    # the runtime, runs the edge-only model alongside them), so a probe that loses costs only
+    # its prefix. They go when the link's growing staleness makes a cut look promising: the
+    # worse the link was, the later (docs/selector.md).
+    w = world(30, seed=7, uplink=steps([(0, bad_bps), (60, 100e6)]))
+    edge = run_policy(w, "edge", 900, seed=5)
+    run = run_policy(w, "partnner", 900, seed=5)
+    settled = (run.start > 10) & (run.start < 58)  # after the first explorations, before the change
+    assert np.mean(run.cut[settled] == w.edge_cut) > 0.8
+    same = (edge.start > 10) & (edge.start < 58)
+    assert run.total[settled].mean() <= 1.03 * edge.total[same].mean()
+    i0 = int(np.searchsorted(run.start, 60))
+    j = frames_to_within(run.ratio, i0)
+    assert j is not None and j <= bound, f"{j} frames to find the recovered link"
+
+
+def test_probes_from_edge_only_are_hedged_and_a_lost_hedge_teaches_the_edge_cost():
+    w = world(12, seed=2, uplink=constant(0.05e6))
+    assert make_selector("edge", w.manifest).hedge(w.edge_cut) is False
+    sel = make_selector("partnner", w.manifest)
+    seen = []
+    for _ in range(200):
+        c = sel.choose()
+        h = sel.hedge(c)
+        seen.append((c, h))
+        if c == w.edge_cut:
+            sel.observe(Observation(cut=c, edge_s=0.2))
+        elif h:  # the edge-only run beside it finished first
+            sel.observe(Observation(cut=c, edge_s=0.0, transfer_s=0.2, timed_out=True, edge_only_s=0.2))
+        else:
+            sel.observe(Observation(cut=c, edge_s=0.05, transfer_s=5.0, cloud_s=0.01))
+    assert not any(h for c, h in seen if c == w.edge_cut)
+    hedged = [i for i, (c, h) in enumerate(seen) if h]
+    assert hedged, "a bad link is probed while edge-only"
+    # Every hedged probe also timed the whole model on the edge.
+    assert sel.edge.count[w.edge_cut] == sum(1 for c, _ in seen if c == w.edge_cut) + len(hedged)
+
+
+def test_the_first_transfer_after_an_edge_only_stretch_replaces_the_link_estimate():
+    from partnner_tf.selector.estimators import STALE, LinkEstimator
+
+    link = LinkEstimator(bps=1e6, rtt_s=0.01)
+    for _ in range(10):
+        link.observe(100_000, 0.81)  # ~1 Mbit/s
+    fast = 0.01 + 100_000 * 8 / 50e6
+    link.observe(100_000, fast)  # one fast transfer while in use: a burst, mostly ignored
+    assert link.predict(100_000) > 3 * fast
+    for _ in range(STALE):
+        link.tick()  # edge-only frames: the link is not seen
+    link.observe(100_000, fast)
+    assert link.predict(100_000) == pytest.approx(fast, rel=0.05)
