@@ -11,7 +11,7 @@ import zmq
 
 from partnner_tf import protocol
 from partnner_tf.constants import DEFAULT_ENDPOINT, MAX_MESSAGE_BYTES
-from partnner_tf.errors import CloudError, CloudTimeout, ProtocolError
+from partnner_tf.errors import Abandoned, CloudError, CloudTimeout, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,8 @@ RECONNECT_IVL_MAX_MS = 1000
 #: ZMTP heartbeats find a dead peer on a half-open TCP connection (ms).
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
+#: A wait that can be cancelled looks at its event this often (s).
+CANCEL_POLL_S = 0.002
 
 
 @dataclass
@@ -108,8 +110,9 @@ class CloudClient:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def _call(self, frames_for, timeout_s):
-        """Send a request built by ``frames_for(id)`` and wait for the reply with that id."""
+    def _call(self, frames_for, timeout_s, cancel=None):
+        """Send a request built by ``frames_for(id)`` and wait for the reply with that id
+        (until the deadline, or until the ``cancel`` event is set)."""
         if self._sock is None:
             raise CloudError("closed", "this CloudClient is closed")
         deadline = time.monotonic() + timeout_s
@@ -128,7 +131,14 @@ class CloudClient:
                     continue
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not self._poller.poll(max(left, 0) * 1000):
+            if cancel is not None:
+                if cancel.is_set():
+                    raise Abandoned(f"request {rid} to {self.endpoint} abandoned: the answer came from elsewhere")
+                if left > 0 and not self._poller.poll(min(left, CANCEL_POLL_S) * 1000):
+                    continue
+            elif left > 0 and not self._poller.poll(left * 1000):
+                left = 0
+            if left <= 0:
                 raise CloudTimeout(f"{self.endpoint} did not answer request {rid} within {timeout_s:.3g} s")
             reply = self._sock.recv_multipart(copy=False)
             try:
@@ -144,7 +154,7 @@ class CloudClient:
                 raise CloudError(msg.code, msg.reason)
             return msg
 
-    def infer(self, model, cut, tensors, timeout_s):
+    def infer(self, model, cut, tensors, timeout_s, cancel=None):
         """Run ``model``'s suffix from ``cut`` on the boundary ``tensors``.
 
         Args:
@@ -152,13 +162,17 @@ class CloudClient:
             cut: the manifest cut id.
             tensors: boundary arrays in boundary order, or a dict boundary name -> array.
             timeout_s: the deadline, seconds from now.
+            cancel: a ``threading.Event``; once set, the wait ends with :class:`Abandoned` (a
+                hedged request whose edge-only run finished first). A late reply is discarded.
 
         Raises:
             CloudTimeout: no reply before the deadline.
+            Abandoned: ``cancel`` was set first.
             CloudError: the daemon answered with an error (``code``, ``reason``).
         """
         msg = self._call(
-            lambda rid: protocol.encode_request("infer", rid, model=model, cut=cut, tensors=tensors), timeout_s
+            lambda rid: protocol.encode_request("infer", rid, model=model, cut=cut, tensors=tensors), timeout_s,
+            cancel,
         )
         info = msg.info
         return InferReply(

@@ -35,6 +35,10 @@ class CloudTimeout(PartnnerError):
     """The cloud did not answer before the deadline."""
 
 
+class Abandoned(CloudTimeout):
+    """A request was given up before its deadline because its answer came from elsewhere."""
+
+
 class UnknownBoardError(PartnnerError):
     """A board name is not in the registry."""
 

@@ -1,13 +1,15 @@
 """The edge runtime: per frame, run the chosen cut's prefix, send the boundary, never lose a frame."""
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 import numpy as np
 
-from partnner_tf.errors import CloudError, InputError, PartnnerError
+from partnner_tf.errors import CloudError, CloudTimeout, InputError, PartnnerError
 from partnner_tf.manifest import load_manifest, verify_paths
 from partnner_tf.runtime.cache import DEFAULT_BUDGET_BYTES, PrefixCache
 from partnner_tf.runtime.interpreter import default_threads
@@ -35,6 +37,14 @@ OPTIONS = {
     "server_public_key": None,  # CURVE: the daemon's public key (z85 or certificate path)
     "client_keypair": None,  # CURVE: this device's key pair or its .key_secret file
 }
+
+
+@dataclass
+class _Hedge:
+    """An edge-only run going alongside a cloud request; ``done`` is set when it ends."""
+
+    future: object
+    done: threading.Event
 
 
 @dataclass
@@ -118,7 +128,8 @@ class EdgeRuntime:
             raise
         self._current = None
         self._count = 0
-        self.stats = {"frames": 0, "fallbacks": 0, "swaps": 0, "deferred": 0}
+        self.stats = {"frames": 0, "fallbacks": 0, "swaps": 0, "deferred": 0, "hedged": 0}
+        self._hedge_pool = self._hedged = None
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -205,6 +216,10 @@ class EdgeRuntime:
                            chosen=chosen if chosen != self.edge_cut else None, error=error)
 
     def _run_edge(self, x):
+        self._await_hedge()
+        return self._edge_now(x)
+
+    def _edge_now(self, x):
         prefix = self.cache.get(self.edge_cut)
         t = _now()
         out = prefix.run({self.input_key: x})
@@ -241,16 +256,21 @@ class EdgeRuntime:
             edge_s = _now() - t
             tensors = [out[k] for k in self.boundary_keys[cut]]
         nbytes = sum(t.nbytes for t in tensors)
+        hedge = getattr(self.selector, "hedge", None)
+        hedged = self._hedge(x) if hedge is not None and hedge(cut) else None
         deadline = self._deadline(cut)
         t1 = _now()
         self.cache.idle.set()  # background loads may hold the GIL while we wait for the cloud
         try:
-            reply = self.client.infer(self.manifest.name, cut, tensors, deadline)
+            reply = self.client.infer(self.manifest.name, cut, tensors, deadline,
+                                      cancel=hedged.done if hedged else None)
             outputs = list(reply.outputs)
             self._check_reply(cut, outputs)
         except (PartnnerError, OSError, RuntimeError) as exc:
             # zmq.ZMQError is a RuntimeError; any failure of the cloud leg is finished on the edge.
             self.cache.idle.clear()
+            if hedged is not None:
+                return self._hedge_won(n, cut, chosen, t0, edge_s, _now() - t1, nbytes, hedged, exc)
             return self._fallback(n, x, cut, chosen, t0, edge_s, _now() - t1, nbytes, exc)
         rtt = _now() - t1
         self.cache.idle.clear()
@@ -279,6 +299,35 @@ class EdgeRuntime:
         return FrameResult(n, outputs, cut, edge_s + full_s, waited, 0.0, _now() - t0, nbytes, True,
                            chosen=chosen if chosen != cut else None, error=str(exc))
 
+    def _hedge(self, x):
+        """Start the edge-only run beside a cloud request (the selector asked: a probe)."""
+        self._await_hedge()
+        if self._hedge_pool is None:
+            self._hedge_pool = ThreadPoolExecutor(1, thread_name_prefix="partnner-hedge")
+        done = threading.Event()
+        future = self._hedge_pool.submit(self._edge_now, x)
+        future.add_done_callback(lambda _: done.set())
+        self._hedged = _Hedge(future, done)
+        self.stats["hedged"] += 1
+        return self._hedged
+
+    def _await_hedge(self):
+        """The edge-only interpreter is not shared: a hedge still running is waited for."""
+        if self._hedged is not None:
+            self._hedged.future.exception()  # waits; its error, if any, was the hedge's to report
+            self._hedged = None
+
+    def _hedge_won(self, n, cut, chosen, t0, edge_s, waited, nbytes, hedged, exc):
+        """The edge-only run beside the request finished first (or the cloud leg failed)."""
+        if not isinstance(exc, (CloudError, CloudTimeout)) or getattr(exc, "code", None) == "bad_reply":
+            self.link.down(exc)  # a broken link, not a slow one
+        outputs, full_s = hedged.future.result()
+        self._hedged = None
+        self.selector.observe(Observation(cut=cut, edge_s=edge_s, transfer_s=waited, bytes_sent=nbytes,
+                                          timed_out=True, edge_only_s=full_s))
+        return FrameResult(n, outputs, cut, edge_s + full_s, waited, 0.0, _now() - t0, nbytes, True,
+                           chosen=chosen if chosen != cut else None, error=str(exc))
+
     def _deadline(self, cut):
         o = self.options
         hint = getattr(self.selector, "deadline_s", None)
@@ -297,6 +346,9 @@ class EdgeRuntime:
     # -- life cycle ---------------------------------------------------------------------------
 
     def close(self):
+        if getattr(self, "_hedge_pool", None) is not None:
+            self._hedge_pool.shutdown(wait=True)
+            self._hedge_pool = self._hedged = None
         if self.link is not None:
             self.link.close()
         if self._owns_client and self.client is not None:

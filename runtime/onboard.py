@@ -13,7 +13,7 @@ def board_selector(policy, manifest, cut_ids, **options):
 
     With every cut on board this is ``make_selector(policy, manifest, **options)``. Otherwise
     the selector gets :meth:`Manifest.restricted` and is wrapped so that ``choose``,
-    ``observe``, ``deadline_s`` and ``likely_cuts`` speak the manifest's own ids: those of the
+    ``observe``, ``deadline_s``, ``hedge`` and ``likely_cuts`` speak the manifest's own ids: those of the
     prefix files and of the cloud daemon. ``fixed:K`` names an original id.
 
     Raises:
@@ -76,6 +76,10 @@ class OnBoard:
     def deadline_s(self, cut):
         hint = getattr(self.selector, "deadline_s", None)
         return hint(self.local.local_id(cut)) if hint is not None else None
+
+    def hedge(self, cut):
+        hedge = getattr(self.selector, "hedge", None)
+        return bool(hedge(self.local.local_id(cut))) if hedge is not None else False
 
     def likely_cuts(self):
         likely = getattr(self.selector, "likely_cuts", None)

@@ -1,0 +1,77 @@
+"""Hedged frames: the edge-only model runs beside a cloud request and the first result ends the frame."""
+
+import time
+
+import numpy as np
+import zmq
+
+from partnner_tf.runtime.edge import EdgeRuntime
+from partnner_tf.selector import Observation
+from partnner_tf.selector.base import Selector
+from tests.runtime.edge_fixtures import (  # noqa: F401 (fixtures)
+    assert_matches, daemon, frames, reference, residual_out)
+
+
+class HedgeEveryFrame(Selector):
+    """Cloud-only, every frame hedged; keeps what it observed."""
+
+    def __init__(self, manifest):
+        super().__init__(manifest)
+        self.seen = []
+
+    def choose(self):
+        return 0
+
+    def hedge(self, cut):
+        return True
+
+    def deadline_s(self, cut):
+        return 5.0
+
+    def observe(self, obs: Observation):
+        self.seen.append(obs)
+
+
+def test_a_silent_cloud_costs_a_hedged_frame_only_its_edge_run(residual_out, frames, reference):
+    # A real ROUTER socket that takes requests and never answers: the edge must win every frame,
+    # long before the 5 s deadline, with the right result.
+    ctx = zmq.Context.instance()
+    sink = ctx.socket(zmq.ROUTER)
+    port = sink.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with EdgeRuntime(residual_out, cloud=f"tcp://127.0.0.1:{port}", selector="edge") as rt:
+            rt.selector = sel = HedgeEveryFrame(rt.manifest)
+            t = time.perf_counter()
+            results = [rt.infer(f) for f in frames[:5]]
+            wall = time.perf_counter() - t
+            assert rt.stats["hedged"] == 5
+        assert wall < 2.5, f"5 hedged frames took {wall:.2f} s: the 5 s deadline was waited for"
+        assert sink.poll(1000), "the requests did go to the cloud"
+    finally:
+        sink.close(linger=0)
+    for i, r in enumerate(results):
+        assert r.fallback and r.cut == 0
+        assert_matches(r, reference, i)
+    assert all(o.timed_out and o.edge_only_s > 0 and o.transfer_s < 2.0 for o in sel.seen)
+
+
+def test_a_fast_cloud_wins_the_hedge_and_the_next_frame_waits_for_the_edge_run(residual_out, daemon, frames,
+                                                                                reference, monkeypatch):
+    # A board 0.3 s slower per run (the real interpreter runs, then sleeps, as the testbed's
+    # dilated boards do): the loopback daemon answers first.
+    from partnner_tf.runtime.interpreter import Prefix
+
+    run = Prefix.run
+    monkeypatch.setattr(Prefix, "run", lambda self, inputs: (run(self, inputs), time.sleep(0.3))[0])
+    with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector="edge") as rt:
+        rt.infer(frames[0])  # connect and warm the daemon's suffix (the edge wins this one)
+        rt.selector = sel = HedgeEveryFrame(rt.manifest)
+        t = time.perf_counter()
+        results = [rt.infer(f) for f in frames[1:5]]
+        wall = time.perf_counter() - t
+    for i, r in enumerate(results, start=1):
+        assert_matches(r, reference, i)
+        assert not r.fallback and r.cut == 0
+    assert all(not o.timed_out and o.cloud_s > 0 for o in sel.seen)
+    # Each frame after the first waited for the previous frame's edge run (one interpreter).
+    assert wall >= 3 * 0.3
