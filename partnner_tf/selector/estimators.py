@@ -148,7 +148,8 @@ class CostCurve:
         # only cuts with a history can tell that the whole board or cloud changed.
         established = len(recent) >= HISTORY
         usual = established and min(recent) <= cost / self.level <= max(recent)
-        if usual or not established or 1 / BAND <= ratio <= BAND:
+        outlier = not (usual or not established or 1 / BAND <= ratio <= BAND)
+        if not outlier:
             self._end_run()
             recent.append(cost / self.level)
         else:
@@ -173,10 +174,15 @@ class CostCurve:
             self.anchor[fresh] *= old / self.level
             self.outliers, self._run = 0, []
             self._recent = [[] for _ in range(self.n)]  # ranges seen at the old level
+            outlier = False
         elif 1 / BAND <= ratio <= BAND:
             # Slow drift that all cuts share (a board warming up, a cloud filling up); a
             # surprise the cut is known for leaves the shared level alone.
             self.level *= ratio ** self.alpha
+        if outlier:
+            # Pending: a change moves the level, noise joins the usual range; neither is the
+            # cut's own cost (absorbing it would count a change twice once the level jumps).
+            return ratio
         # The cut's own anchor absorbs its noise (a running mean, then an EWMA), so the shared
         # level moves only for what all cuts share. The mean is arithmetic: latency is what is
         # minimised, and a geometric mean would let rare fast frames hide the usual slow ones.
@@ -185,10 +191,12 @@ class CostCurve:
         return ratio
 
     def _end_run(self):
-        """A run of outliers ended without a change: its costs are part of the usual range."""
+        """A run of outliers ended without a change: its costs are part of the usual range, and
+        of the cuts' own costs."""
         for cut, _, normalised in self._run:
             self._recent[cut].append(normalised)
             del self._recent[cut][:-HISTORY]
+            self.anchor[cut] += max(1.0 / self.count[cut], self.refine) * (normalised - self.anchor[cut])
         self.outliers, self._run = 0, []
 
     def predict(self, prior_per_x):
