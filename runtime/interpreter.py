@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from partnner_tf.errors import InputError, ManifestError, MissingDependencyError
+from partnner_tf.runtime.int8 import dequantize, quantize
 
 
 #: The signature every prefix exports (the converter's contract).
@@ -133,9 +134,7 @@ class Prefix:
 
     def _convert(self, key, value, dtype, quant):
         if quant and np.issubdtype(dtype, np.integer) and np.issubdtype(value.dtype, np.floating):
-            scale, zero = quant
-            info = np.iinfo(dtype)
-            return np.clip(np.round(value / scale) + zero, info.min, info.max).astype(dtype)
+            return quantize(value, *quant, dtype=dtype)
         raise InputError(
             f"{self.path.name}: input {key!r} expected dtype {np.dtype(dtype).name}, "
             f"received {value.dtype.name}"
@@ -145,8 +144,7 @@ class Prefix:
         """Float values of output ``key`` (unchanged when the output is not quantized)."""
         quant = self.outputs[key]["quant"]
         if quant and np.issubdtype(value.dtype, np.integer):
-            scale, zero = quant
-            return (value.astype(np.float32) - zero) * np.float32(scale)
+            return dequantize(value, *quant)
         return value
 
     def __repr__(self):
