@@ -215,6 +215,10 @@ class CostCurve:
         # Beyond the largest anchor: that anchor's cost per MAC (or the prior when it has none).
         top_x, top_v = xs[-1], vals[-1]
         rate = top_v / top_x if top_x > 0 and top_v > 0 else prior_per_x
+        if top_x < 0.5 * self.x.max():
+            # A small workload's cost is mostly fixed overhead: its per-MAC figure would price
+            # far bigger ones many times too high. Beyond it, no dearer than the prior.
+            rate = min(rate, prior_per_x)
         beyond = self._xs > top_x
         est[beyond] = top_v + (self._xs[beyond] - top_x) * rate
         below = self._xs < xs[0]

@@ -96,7 +96,7 @@ class Partnner(Selector):
             return self._est
         e_rate = self.edge.rate() or 1e-9
         e_est, e_lo = self.edge.predict(e_rate)
-        c_rate = self.cloud.rate() or e_rate / self.cloud_speedup
+        c_rate = e_rate / self.cloud_speedup  # the prior; observed cuts anchor the curve
         k_est, k_lo = self.cloud.predict(c_rate)
         if self.cloud.rate() is None:
             k_lo = np.zeros_like(k_lo)  # nothing seen of the cloud: it might be very fast
@@ -238,7 +238,7 @@ class Partnner(Selector):
 
     def _remote(self, cut):
         e_rate = self.edge.rate() or 1e-9
-        k_est, _ = self.cloud.predict(self.cloud.rate() or e_rate / self.cloud_speedup)
+        k_est, _ = self.cloud.predict(e_rate / self.cloud_speedup)
         return float(self.link.predict(self.bytes[cut]) + k_est[cut])
 
     def _cheapest_probe(self, cand, est):
