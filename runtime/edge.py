@@ -39,6 +39,10 @@ OPTIONS = {
 }
 
 
+#: Share of a board's ``memory_mb`` the prefix cache may fill (the rest: Python, the runtime, frames).
+BOARD_MEMORY_SHARE = 0.6
+
+
 @dataclass
 class _Hedge:
     """An edge-only run going alongside a cloud request; ``done`` is set when it ends."""
@@ -86,7 +90,9 @@ class EdgeRuntime:
         cloud: an endpoint string, a :class:`partnner_tf.client.CloudClient`, or None (edge only).
         selector: a policy name for :func:`make_selector`, or a selector object speaking the
             manifest's cut ids (it must not choose a cut the bundle left out).
-        board: a board name or record; its ``threads`` and ``delegate`` are the defaults.
+        board: a board name or record; its ``threads`` and ``delegate`` are the defaults, and
+            its memory (:data:`BOARD_MEMORY_SHARE` of ``memory_mb``) the prefix cache's budget
+            unless ``budget_bytes`` is given.
         threads: interpreter threads (overrides the board's).
         **options: see :data:`OPTIONS`.
     """
@@ -96,6 +102,8 @@ class EdgeRuntime:
         if unknown:
             raise PartnnerError(f"EdgeRuntime: unknown option(s) {unknown}; known: {sorted(OPTIONS)}")
         self.options = {**OPTIONS, **options}
+        if board is not None and "budget_bytes" not in options:
+            self.options["budget_bytes"] = board_budget_bytes(board)
         self.manifest = m = load_manifest(out_dir)
         self.cuts = m.on_board  # the cut ids whose files are here
         self.edge_cut = m.edge_only
@@ -121,6 +129,7 @@ class EdgeRuntime:
             self.client = self._connect(cloud)
             if self.client is not None:
                 self.link = Link(self.client, self.options["probe_timeout_s"], self.options["backoff_s"])
+                self.link.warm()
             # The fallback must never wait for a load: the whole model stays in memory.
             self.cache.pin(self.edge_cut)
         except BaseException:
@@ -361,6 +370,16 @@ class EdgeRuntime:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def board_budget_bytes(board):
+    """The prefix cache's budget on ``board``: a share of the memory its service may use."""
+    if isinstance(board, str):
+        from partnner_tf.boards import get_board
+
+        board = get_board(board)
+    memory_mb = getattr(board, "memory_mb", None)
+    return int(BOARD_MEMORY_SHARE * memory_mb * 2**20) if memory_mb else DEFAULT_BUDGET_BYTES
 
 
 def _board_defaults(board, threads, delegate):

@@ -47,6 +47,18 @@ class Link:
         self._thread = threading.Thread(target=self._probe, name="cloud-probe", daemon=True)
         self._thread.start()
 
+    def warm(self):
+        """Connect now, not on the first frame: a first request pays the TCP and ZeroMQ
+        handshakes (several round trips), which would read as a slow link. Best effort: a cloud
+        that does not answer is found out by the first frame, as ever."""
+        try:
+            rtt = self.client.ping(timeout_s=self.probe_timeout_s)
+        except Exception as exc:  # not fatal here
+            log.info("cloud did not answer the start-up ping (%s)", exc)
+            return None
+        log.info("cloud answered the start-up ping in %.1f ms", rtt * 1e3)
+        return rtt
+
     def wait_up(self, timeout_s):
         """Block until the link is up again (for tests and tools); True when it is."""
         return self._up.wait(timeout_s)

@@ -14,7 +14,7 @@ import numpy as np
 from partnner_tf.errors import EmulationError, PartnnerError
 from partnner_tf.manifest import load_manifest, write_json_atomic
 from partnner_tf.testbed import procs
-from partnner_tf.testbed.board import CpuCap, emulation_for
+from partnner_tf.testbed.board import CpuCap, board_budget_mb, emulation_for
 from partnner_tf.testbed.link import LinkProcess, parse_schedule
 from partnner_tf.testbed.load import LoadProcess
 from partnner_tf.traces import traces_dir
@@ -134,6 +134,9 @@ def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link,
             cmd += ["--profile", str(profile)]
         if board_mode == "dilate":
             cmd += ["--slowdown", str(1.0 / emu["quota"])]
+        budget_mb = board_budget_mb(emulation)
+        if budget_mb:
+            cmd += ["--budget-mb", str(budget_mb)]
         if duration_s:
             cmd += ["--duration-s", str(duration_s)]
         proc = procs.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)

@@ -65,6 +65,20 @@ def detect():
                                      "the edge runs uncapped")
 
 
+def board_budget_mb(board):
+    """The edge runtime's prefix cache budget (MB) on a registry board, as the runtime itself
+    sets it from the board's memory; None for a preset or dict the registry does not know."""
+    if not isinstance(board, str):
+        return None
+    try:
+        from partnner_tf.boards import get_board
+        from partnner_tf.runtime.edge import board_budget_bytes
+
+        return round(board_budget_bytes(get_board(board)) / 2**20, 1)
+    except (ImportError, UnknownBoardError):
+        return None
+
+
 def emulation_for(board):
     """The ``{"cpus", "quota"}`` preset of a board name (the registry first), or a dict as is."""
     if isinstance(board, dict):

@@ -86,6 +86,7 @@ def main(argv=None):
     p.add_argument("--frames", type=int, default=50)
     p.add_argument("--log", required=True)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--budget-mb", type=float, default=None, help="prefix cache budget (the board's memory share)")
     p.add_argument("--profile", default=None)
     p.add_argument("--deadline", type=float, default=1.0)
     p.add_argument("--cgroup", default="")
@@ -99,8 +100,9 @@ def main(argv=None):
 
     cloud = None if a.cloud in ("", "none") else a.cloud
     options = {"profile": a.profile} if a.profile else None
+    budget = {"budget_bytes": int(a.budget_mb * 2**20)} if a.budget_mb else {}
     runtime = EdgeRuntime(a.out, cloud=cloud, selector=a.policy, threads=a.threads,
-                          deadline_s=a.deadline, selector_options=options)
+                          deadline_s=a.deadline, selector_options=options, **budget)
     spec = runtime.manifest.input
     shape = tuple(int(d) if d else 1 for d in spec.shape)
     rng = np.random.default_rng(a.seed)

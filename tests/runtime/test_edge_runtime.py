@@ -251,3 +251,16 @@ def test_quantized_prefixes_every_cut_within_the_converters_error(quantize, conv
                     assert not r.fallback and r.cut == cut.id, r.error
                     err = float(np.abs(r.outputs[0][0] - ref[i]).max())
                     assert err <= bound, f"{quantize} cut {cut.id}: max abs error {err:.2e} > {bound:.2e}"
+
+
+def test_a_board_sets_the_prefix_cache_budget_from_its_memory(residual_out):
+    from partnner_tf.boards import get_board
+    from partnner_tf.runtime.edge import BOARD_MEMORY_SHARE
+    from partnner_tf.testbed.board import board_budget_mb
+
+    with EdgeRuntime(residual_out, board="rpi3b") as rt:
+        assert rt.cache.budget_bytes == int(BOARD_MEMORY_SHARE * get_board("rpi3b").memory_mb * 2**20)
+    with EdgeRuntime(residual_out, board="rpi3b", budget_bytes=10**6) as rt:
+        assert rt.cache.budget_bytes == 10**6  # an explicit budget wins
+    # The testbed gives its emulated boards the budget the runtime would take on the real one.
+    assert board_budget_mb("rpi3b") == round(BOARD_MEMORY_SHARE * get_board("rpi3b").memory_mb, 1)
