@@ -43,7 +43,7 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             # A part not installed yet or broken must not take the whole CLI down.
-            return click.Command(name, help=f"(unavailable: {exc})", callback=lambda: _fail(exc))
+            return click.Command(name, help=f"(unavailable: {exc})", callback=lambda err=exc: _fail(err))
 
 
 def _fail(exc):
