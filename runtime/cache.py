@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 
 from partnner_tf.errors import PartnnerError
@@ -100,6 +101,17 @@ class PrefixCache:
                     self._loading[cut] = threading.Event()
                     self._queue.append(cut)
             self._cv.notify()
+
+    def drain(self, timeout_s=60.0):
+        """Wait until no background load is queued or running; True if none is left."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._cv:
+                events = list(self._loading.values())
+            if not events:
+                return True
+            if not events[0].wait(max(deadline - time.monotonic(), 0.0)):
+                return False
 
     def _load(self, cut):
         if cut not in self._paths:

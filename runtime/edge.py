@@ -354,6 +354,11 @@ class EdgeRuntime:
 
     # -- life cycle ---------------------------------------------------------------------------
 
+    def settle(self):
+        """Wait for the work a frame leaves running: an edge-only hedge, prefix loads in the background."""
+        self._await_hedge()
+        self.cache.drain()
+
     def close(self):
         if getattr(self, "_hedge_pool", None) is not None:
             self._hedge_pool.shutdown(wait=True)

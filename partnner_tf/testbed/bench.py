@@ -3,7 +3,6 @@
 import json
 import logging
 import math
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -14,23 +13,14 @@ import numpy as np
 from partnner_tf.errors import EmulationError, PartnnerError
 from partnner_tf.manifest import load_manifest, write_json_atomic
 from partnner_tf.testbed import procs
-from partnner_tf.testbed.board import CpuCap, board_budget_mb, emulation_for
-from partnner_tf.testbed.link import LinkProcess, parse_schedule
-from partnner_tf.testbed.load import LoadProcess
+from partnner_tf.testbed.board import emulation_for
+from partnner_tf.testbed.link import parse_schedule
+from partnner_tf.testbed.session import run_edge, run_in_turns
 from partnner_tf.traces import traces_dir
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("edge", "cloud", "neurosurgeon", "partnner", "best-fixed")
-#: How an edge process is made as slow as its board. "dilate": every prefix run is stretched to
-#: 1/quota times its time on this host (smooth, like a slower CPU; no root needed). "cgroup": a
-#: CFS quota (root). The kernel's 1 ms minimum quota forces periods of 15 ms and more for the
-#: slow boards, and within a period a short prefix runs at full host speed while a long one is
-#: throttled: MobileNetV2's block_6 prefix measured 2 ms or 107 ms on one "rpi3b", a bimodal
-#: board no real Pi is.
-BOARD_MODES = ("dilate", "cgroup")
-
-
 @dataclass(frozen=True)
 class LinkPreset:
     """One emulated link: uplink and downlink schedules (spec strings), one-way delay, trace offset."""
@@ -98,104 +88,6 @@ class Run:
         return float(np.percentile(self.latencies(), 95)) if self.ok else math.nan
 
 
-def run_edge(out, policy, *, frames, log_path, emulation, daemon_endpoint, link, profile=None,
-             load=None, stats_path=None, warmup=0, duration_s=0.0, on_frame=None, link_mode="relay",
-             board_mode="dilate"):
-    """One edge process, slowed like its board, over one emulated link; returns the per-frame dicts (after ``warmup``).
-
-    ``link_mode`` "relay" shapes in the user-space relay; "tc" runs the edge in a namespace whose
-    veth is shaped by tbf (root), with the delay in a rate-unlimited relay on the host side.
-    """
-    emu = emulation_for(emulation)
-    if board_mode not in BOARD_MODES:
-        raise PartnnerError(f"board mode: expected one of {BOARD_MODES}, received {board_mode!r}")
-    # Only the cgroup mode needs a cgroup (and root); dilation happens inside the edge process.
-    cap = CpuCap(emu["cpus"], emu["quota"]) if board_mode == "cgroup" else None
-    threads = cap.cpus if cap is not None else min(int(emu["cpus"]), os.cpu_count() or 1)
-    relay = loadp = proc = tclink = None
-    err = open(str(log_path) + ".stderr", "wb")
-    try:
-        prefix = []
-        if link_mode == "tc":
-            from partnner_tf.testbed.tc import TcLink
-
-            tclink = TcLink(link.up, link.down, offset_s=link.offset_s)
-            relay = tclink.forwarder(daemon_endpoint, delay_s=link.delay_s)
-            prefix = tclink.exec_prefix
-        elif link_mode == "relay":
-            relay = LinkProcess(daemon_endpoint, link.up, link.down, delay_s=link.delay_s,
-                                offset_s=link.offset_s, stats=stats_path)
-        else:
-            raise PartnnerError(f"link mode: expected relay or tc, received {link_mode!r}")
-        cmd = prefix + procs.python_cmd(
-            "partnner_tf.testbed.edge_proc", out, "--cloud", relay.endpoint, "--policy", policy,
-            "--frames", frames + warmup, "--log", log_path, "--threads", threads)
-        if profile:
-            cmd += ["--profile", str(profile)]
-        if board_mode == "dilate":
-            cmd += ["--slowdown", str(1.0 / emu["quota"])]
-        budget_mb = board_budget_mb(emulation)
-        if budget_mb:
-            cmd += ["--budget-mb", str(budget_mb)]
-        if duration_s:
-            cmd += ["--duration-s", str(duration_s)]
-        proc = procs.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
-        info = procs.read_ready_line(proc, f"edge process ({policy})", timeout_s=180)
-        # Capped only now: set-up is not what a board is measured on (and `ip netns exec`
-        # hides /sys/fs/cgroup from the child, so the parent moves it).
-        if cap is not None:
-            cap.join(info.get("pid", proc.pid))
-        relay.restart_clock()
-        if tclink is not None:
-            tclink.start()
-        if load:
-            loadp = LoadProcess(daemon_endpoint, out, load)
-        proc.stdin.write(b"go\n")
-        proc.stdin.flush()
-        _wait(proc, 60 + (duration_s * 1.5 if duration_s else 10.0 * (frames + warmup)), log_path, on_frame)
-        if proc.returncode != 0:
-            tail = Path(str(log_path) + ".stderr").read_text(errors="replace")[-1500:]
-            raise EmulationError(f"edge process exited with code {proc.returncode}: {tail}")
-    except subprocess.TimeoutExpired:
-        raise EmulationError(f"edge process ({policy}) did not finish {frames} frames in time") from None
-    finally:
-        procs.terminate(proc)
-        for p in (loadp, relay, tclink):
-            if p is not None:
-                p.close() if p is tclink else p.stop()
-        if cap is not None:
-            cap.close()
-        err.close()
-    lines = Path(log_path).read_text().splitlines()
-    return [json.loads(x) for x in lines][warmup:]
-
-
-def _wait(proc, timeout_s, log_path, on_frame):
-    """Wait for the edge process, handing each new log line to ``on_frame`` as it appears."""
-    deadline = time.monotonic() + timeout_s
-    seen = 0
-    while True:
-        try:
-            proc.wait(timeout=0.25)
-            done = True
-        except subprocess.TimeoutExpired:
-            done = False
-        if on_frame is not None:
-            try:
-                lines = Path(log_path).read_text().splitlines()
-            except OSError:
-                lines = []
-            # A line is complete once the next one starts or the process has finished.
-            usable = lines if done else lines[:-1]
-            for line in usable[seen:]:
-                on_frame(json.loads(line))
-            seen = max(seen, len(usable))
-        if done:
-            return
-        if time.monotonic() > deadline:
-            raise subprocess.TimeoutExpired(proc.args, timeout_s)
-
-
 def read_stats(path):
     try:
         return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
@@ -247,34 +139,102 @@ def start_daemon(outs, workers=1, log_path=None):
     return daemon
 
 
+#: Frames of the short edge-only run that sizes the board before runs in turns (Neurosurgeon's
+#: pre-characterisation and the ranking of fixed cuts need the board's speed first).
+PRE_FRAMES = 8
+
+
 def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, host_profile,
-             load=None, fixed_top=2, max_run_s=0.0, link_mode="relay", board_mode="dilate", progress=print):
-    """Every policy of one (model, board, link) cell; returns ``{name: Run}`` and the board profile."""
+             load=None, fixed_top=2, max_run_s=0.0, link_mode="relay", board_mode="dilate", turns=True,
+             progress=print):
+    """Every policy of one (model, board, link) cell; returns ``{name: Run}`` and the board profile.
+
+    With ``turns`` (and the relay link, and no cloud load, whose schedule runs on wall time) the
+    policies run side by side in turns (:func:`~partnner_tf.testbed.session.run_in_turns`), so
+    the host's speed drift falls on all of them alike; otherwise one after the other.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(out)
     emu = emulation_for(board)
     runs = {}
 
-    def go(name, policy, profile=None):
-        path = workdir / f"{name.replace(':', '_')}.jsonl"
+    def spec(name, policy, profile=None, n=frames):
         stats = workdir / f"{name.replace(':', '_')}.link.jsonl"
         stats.unlink(missing_ok=True)
-        t0 = time.monotonic()
-        try:
-            got = run_edge(out, policy, frames=frames, log_path=path, emulation=emu, daemon_endpoint=daemon_endpoint,
-                           link=link, profile=profile, load=load, stats_path=stats, duration_s=max_run_s,
-                           link_mode=link_mode, board_mode=board_mode)
-            runs[name] = Run(name, got, link_stats=read_stats(stats))
-            r = runs[name]
-            progress(f"    {name:<14} mean {r.mean_s * 1e3:8.1f} ms  p95 {r.p95_s * 1e3:8.1f} ms  "
-                     f"({time.monotonic() - t0:.0f} s)")
-        except (PartnnerError, OSError, ValueError) as exc:
-            runs[name] = Run(name, error=str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else repr(exc))
+        return dict(out=out, policy=policy, frames=n, log_path=workdir / f"{name.replace(':', '_')}.jsonl",
+                    emulation=emu, daemon_endpoint=daemon_endpoint, link=link, profile=profile, load=load,
+                    stats_path=stats, duration_s=max_run_s, link_mode=link_mode, board_mode=board_mode)
+
+    def record(name, got, kw, seconds):
+        if isinstance(got, Exception):
+            text = str(got).strip()
+            runs[name] = Run(name, error=text.splitlines()[-1][:300] if text else repr(got))
             progress(f"    {name:<14} FAILED: {runs[name].error}")
+        else:
+            runs[name] = Run(name, got, link_stats=read_stats(kw["stats_path"]))
+            r = runs[name]
+            progress(f"    {name:<14} mean {r.mean_s * 1e3:8.1f} ms  p95 {r.p95_s * 1e3:8.1f} ms" +
+                     (f"  ({seconds:.0f} s)" if seconds is not None else ""))
         return runs[name]
 
-    edge = go("edge", "edge")
+    def go(name, policy, profile=None, n=frames):
+        kw, t0 = spec(name, policy, profile, n), time.monotonic()
+        try:
+            got = run_edge(**kw)
+        except (PartnnerError, OSError, ValueError) as exc:
+            got = exc
+        return record(name, got, kw, time.monotonic() - t0)
+
+    bprof_path = workdir / "profile.board.json"
+    in_turns = turns and link_mode == "relay" and not load
+    if in_turns:
+        progress(f"    sizing the board: {PRE_FRAMES} edge-only frames ...")
+        sizing = go("sizing", "edge", n=PRE_FRAMES)
+        runs.pop("sizing")
+        bprof = _board_profile(manifest, emu, host_profile, sizing)
+        write_json_atomic(workdir / "profile.pre.json", bprof)
+        names = {"edge": "edge"}
+        if "cloud" in policies or "best-fixed" in policies:
+            names["cloud"] = "cloud"
+        if "neurosurgeon" in policies:
+            names["neurosurgeon"] = "neurosurgeon"
+        if "partnner" in policies:
+            names["partnner"] = "partnner"
+        if "best-fixed" in policies:
+            for c in _fixed_candidates(manifest, bprof, link, sizing, frames, fixed_top):
+                names[f"fixed:{c}"] = f"fixed:{c}"
+        specs = {n: spec(n, p, workdir / "profile.pre.json" if p == "neurosurgeon" else None)
+                 for n, p in names.items()}
+        progress(f"    {', '.join(names)}: in turns of a few frames each ...")
+        for name, got in run_in_turns(specs).items():
+            record(name, got, specs[name], None)
+        bprof = _board_profile(manifest, emu, host_profile, runs["edge"], runs.get("cloud"))
+        write_json_atomic(bprof_path, bprof)
+    else:
+        edge = go("edge", "edge")
+        bprof = _board_profile(manifest, emu, host_profile, edge)
+        write_json_atomic(bprof_path, bprof)
+        if "cloud" in policies or "best-fixed" in policies:
+            bprof = _board_profile(manifest, emu, host_profile, edge, go("cloud", "cloud"))
+            write_json_atomic(bprof_path, bprof)
+        if "neurosurgeon" in policies:
+            go("neurosurgeon", "neurosurgeon", bprof_path)
+        if "partnner" in policies:
+            go("partnner", "partnner")
+        if "best-fixed" in policies:
+            for c in _fixed_candidates(manifest, bprof, link, edge, frames, fixed_top):
+                go(f"fixed:{c}", f"fixed:{c}")
+    if "best-fixed" in policies:
+        fixed = [r for n, r in runs.items() if r.ok and (n.startswith("fixed:") or n in ("edge", "cloud"))]
+        if fixed:
+            best = min(fixed, key=lambda r: r.mean_s)
+            runs["best-fixed"] = Run(f"best-fixed ({best.policy})", best.frames, link_stats=best.link_stats)
+    return runs, bprof
+
+
+def _board_profile(manifest, emu, host_profile, edge, cloud=None):
+    """The host profile with the edge slowed as ``edge``'s run measured, the cloud as ``cloud``'s."""
     host_edge = host_profile["edge"]["cut_s"][manifest.edge_only]
     if edge.ok and host_edge > 0:
         # The mean, not the median: a quota throttles some frames and not others, and the
@@ -283,38 +243,23 @@ def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, ho
     else:
         slowdown = 1.0 / (emu["quota"])
     bprof = board_profile(host_profile, slowdown)
-    bprof_path = workdir / "profile.board.json"
-    write_json_atomic(bprof_path, bprof)
-    if "cloud" in policies or "best-fixed" in policies:
-        cloud = go("cloud", "cloud")
-        host_cloud = host_profile["cloud"]["cut_s"][manifest.cloud_only]
-        if cloud.ok and host_cloud > 0:
-            # The daemon's own compute time for the whole model, against the profiler's figure.
-            bprof["cloud"]["speedup"] = host_cloud / float(np.mean([f["compute_s"] for f in cloud.frames]))
-            bprof["cloud"]["cut_s"] = [s / bprof["cloud"]["speedup"] for s in host_profile["cloud"]["cut_s"]]
-            write_json_atomic(bprof_path, bprof)
-    if "neurosurgeon" in policies:
-        go("neurosurgeon", "neurosurgeon", bprof_path)
-    if "partnner" in policies:
-        go("partnner", "partnner")
-    if "best-fixed" in policies:
-        est_frame = edge.mean_s if edge.ok else 0.1
-        order, est = rank_fixed(manifest, bprof, link, est_frame, frames)
-        ends = min(est[manifest.edge_only], est[manifest.cloud_only])
-        # Only middle cuts the profile gives a chance (within 1.5x of the better end) are run.
-        middle = [c for c in order if c not in (manifest.edge_only, manifest.cloud_only)
-                  and est[c] < 1.5 * ends][:fixed_top]
-        for c in middle:
-            go(f"fixed:{c}", f"fixed:{c}")
-        fixed = [r for n, r in runs.items() if r.ok and (n.startswith("fixed:") or n in ("edge", "cloud"))]
-        if fixed:
-            best = min(fixed, key=lambda r: r.mean_s)
-            runs["best-fixed"] = Run(f"best-fixed ({best.policy})", best.frames, link_stats=best.link_stats)
-    return runs, bprof
+    host_cloud = host_profile["cloud"]["cut_s"][manifest.cloud_only]
+    if cloud is not None and cloud.ok and host_cloud > 0:
+        # The daemon's own compute time for the whole model, against the profiler's figure.
+        bprof["cloud"]["speedup"] = host_cloud / float(np.mean([f["compute_s"] for f in cloud.frames]))
+        bprof["cloud"]["cut_s"] = [s / bprof["cloud"]["speedup"] for s in host_profile["cloud"]["cut_s"]]
+    return bprof
+
+
+def _fixed_candidates(manifest, bprof, link, edge, frames, fixed_top):
+    """Middle cuts the board profile gives a chance (within 1.5x of the better end), best first."""
+    order, est = rank_fixed(manifest, bprof, link, edge.mean_s if edge.ok else 0.1, frames)
+    ends = min(est[manifest.edge_only], est[manifest.cloud_only])
+    return [c for c in order if c not in (manifest.edge_only, manifest.cloud_only) and est[c] < 1.5 * ends][:fixed_top]
 
 
 def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, load=None, fixed_top=2,
-               sim=True, max_run_s=0.0, link_mode="relay", board_mode="dilate", progress=print):
+               sim=True, max_run_s=0.0, link_mode="relay", board_mode="dilate", turns=True, progress=print):
     """Run the whole matrix; writes per-frame logs under ``out_dir`` and returns the cell results.
 
     Args:
@@ -352,7 +297,7 @@ def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, 
                         cell["runs"], cell["profile"] = run_cell(
                             m, b, lk, policies=policies, frames=frames, workdir=wd, daemon_endpoint=daemon.endpoint,
                             host_profile=profiles[str(m)], load=load, fixed_top=fixed_top, max_run_s=max_run_s,
-                            link_mode=link_mode, board_mode=board_mode, progress=progress)
+                            link_mode=link_mode, board_mode=board_mode, turns=turns, progress=progress)
                     except (PartnnerError, OSError) as exc:
                         cell["error"] = str(exc)
                         progress(f"    cell FAILED: {exc}")

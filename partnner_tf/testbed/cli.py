@@ -47,10 +47,13 @@ def ensure_converted(model, input_shape, dest, progress=click.echo):
               help="relay: user-space trace relay (no root); tc: namespace + veth shaped by tbf (root).")
 @click.option("--board-mode", type=click.Choice(["dilate", "cgroup"]), default="dilate", show_default=True,
               help="dilate: each prefix run stretched to the board's speed (no root); cgroup: a CFS CPU quota (root).")
+@click.option("--turns/--one-by-one", default=True, show_default=True,
+              help="Run a cell's policies side by side, a few frames each in turn, so the host's speed drift "
+                   "falls on all alike (relay links without --load), or one after the other.")
 @click.option("--no-sim", is_flag=True, help="Skip the partnner sim comparison.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="out/bench", show_default=True)
 def bench(models, input_shape, boards, links, policies, frames, load, fixed_top, max_run_s, link_mode, board_mode,
-          no_sim, out_dir):
+          turns, no_sim, out_dir):
     """Run models x boards x links x policies with real processes; write logs, CSV, table and plots."""
     from partnner_tf.testbed.bench import run_matrix
     from partnner_tf.testbed.report import write_all
@@ -60,7 +63,7 @@ def bench(models, input_shape, boards, links, policies, frames, load, fixed_top,
     outs = [ensure_converted(m, input_shape, out / "models" / m.split(".")[-1]) for m in models]
     cells = run_matrix(outs, list(boards), list(links), policies=[p.strip() for p in policies.split(",")],
                        frames=frames, out_dir=out, load=load, fixed_top=fixed_top, sim=not no_sim,
-                       max_run_s=max_run_s, link_mode=link_mode, board_mode=board_mode)
+                       max_run_s=max_run_s, link_mode=link_mode, board_mode=board_mode, turns=turns)
     text = write_all(cells, out)
     click.echo(text)
     click.echo(f"results: {out}/table.md, {out}/results.csv, {out}/speedups.png, {out}/cells/*/timeline.png")

@@ -6,7 +6,8 @@ import click
 import numpy as np
 
 from partnner_tf.manifest import load_manifest
-from partnner_tf.testbed.bench import LinkPreset, Run, run_edge, start_daemon
+from partnner_tf.testbed.bench import LinkPreset, Run, start_daemon
+from partnner_tf.testbed.session import run_edge
 from partnner_tf.testbed.board import detect, emulation_for
 from partnner_tf.testbed.link import parse_schedule
 from partnner_tf.testbed.load import clients_at, parse_load

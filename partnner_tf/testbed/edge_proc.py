@@ -112,20 +112,49 @@ def main(argv=None):
     if a.slowdown > 1.0:
         _dilate(a.slowdown)
     print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
-    if not sys.stdin.readline():
-        return 1
-    t0 = time.monotonic()
     with runtime, open(a.log, "w", encoding="utf-8") as log:
-        for i in range(a.frames):
-            if a.duration_s and time.monotonic() - t0 > a.duration_s:
+        return _serve(runtime, frames, a, log)
+
+
+def _serve(runtime, frames, a, log):
+    """Run frames as stdin says: "go" runs them all; "step K S" runs up to K frames or S seconds,
+    waits for any work still running beside them, and answers ``{"ran": n, "done": bool}``.
+
+    Steps let the testbed run several edge processes in turns on one host, so that all of them
+    see the same stretches of the host's speed; ``wall`` and ``--duration-s`` count the time of
+    this process's own turns only.
+    """
+    done, active = 0, 0.0
+    for line in sys.stdin:
+        words = line.split()
+        if words[:1] == ["go"]:
+            limit, budget_s = a.frames, float("inf")
+        elif words[:1] == ["step"] and len(words) == 3:
+            limit, budget_s = int(words[1]), float(words[2])
+        else:
+            print(json.dumps({"error": f"expected 'go' or 'step K S', received {line.strip()!r}"}), flush=True)
+            continue
+        t0, ran = time.monotonic(), 0
+        while ran < limit and done < a.frames and time.monotonic() - t0 < budget_s:
+            if a.duration_s and active + time.monotonic() - t0 > a.duration_s:
+                done = a.frames
                 break
-            r = runtime.infer(frames[i % len(frames)])
+            r = runtime.infer(frames[done % len(frames)])
             d = r.to_dict()
-            d["wall"] = time.monotonic() - t0
+            d["wall"] = active + time.monotonic() - t0
             log.write(json.dumps(d) + "\n")
             log.flush()
-    return 0
-
+            done += 1
+            ran += 1
+        runtime.settle()
+        active += time.monotonic() - t0
+        finished = done >= a.frames
+        if words[0] == "go":
+            return 0
+        print(json.dumps({"ran": ran, "done": finished}), flush=True)
+        if finished:
+            return 0
+    return 0 if done >= a.frames else 1
 
 if __name__ == "__main__":
     sys.exit(main())

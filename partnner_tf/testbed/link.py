@@ -13,6 +13,7 @@ import collections
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import time
@@ -29,6 +30,8 @@ _BLOCK = 8192
 _TICK_S = 0.001
 #: Bytes a direction reads ahead before it stops reading (and the sender's TCP window fills).
 _MAX_QUEUED = 8 << 20
+#: Stops the relay's link time; the next signal number starts it again.
+PAUSE_SIGNAL = signal.SIGRTMIN
 
 
 def parse_schedule(spec):
@@ -181,14 +184,30 @@ class Relay:
         self.host = host
         self.t0 = None  # wall clock when link time 0 was (the first connection)
         self.queues = []
+        self._paused_at = None
+        self._resumed = None
 
     def now(self):
-        return time.monotonic() - self._m0
+        return (self._paused_at or time.monotonic()) - self._m0
+
+    def pause(self):
+        """Stop link time (the testbed runs several edges in turns; each link keeps only its edge's time)."""
+        if self._paused_at is None:
+            self._paused_at = time.monotonic()
+            self._resumed = asyncio.Event()
+
+    def resume(self):
+        if self._paused_at is not None:
+            self._m0 += time.monotonic() - self._paused_at
+            self._paused_at = None
+            self._resumed.set()
 
     def restart_clock(self):
         """Link time 0 is now, for every connection (called on SIGUSR1 when a run really starts)."""
         self._m0 = time.monotonic()
         self.t0 = time.time()
+        if self._paused_at is not None:
+            self._paused_at = self._m0
         for up, down in self.queues:
             for q, sched in ((up, self.up_schedule), (down, self.down_schedule)):
                 q.clock = OpportunityClock(sched, self.offset_s)
@@ -260,6 +279,8 @@ class Relay:
         tasks = [asyncio.create_task(read()), asyncio.create_task(write())]
         try:
             while True:
+                if self._paused_at is not None:
+                    await self._resumed.wait()
                 nxt = queue.next_time()
                 if nxt is None:
                     if eof:
@@ -322,9 +343,11 @@ def main(argv=None):
         print(json.dumps({"port": r.port}), flush=True)
 
     async def run():
-        import signal
-
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, relay.restart_clock)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, relay.restart_clock)
+        # Real-time signals queue (a pause and a resume sent close together both arrive).
+        loop.add_signal_handler(PAUSE_SIGNAL, relay.pause)
+        loop.add_signal_handler(PAUSE_SIGNAL + 1, relay.resume)
         if a.stats:
             asyncio.get_running_loop().create_task(_stats_loop(relay, a.stats))
         await relay.serve(a.port, ready)
@@ -371,10 +394,15 @@ class LinkProcess:
 
     def restart_clock(self):
         """Start the schedules over from link time 0 now (the edge is about to send its first frame)."""
-        import signal
-
         self.proc.send_signal(signal.SIGUSR1)
         self.t0 = time.time()
+
+    def pause(self):
+        """Stop link time until :meth:`resume` (data in flight waits with it)."""
+        self.proc.send_signal(PAUSE_SIGNAL)
+
+    def resume(self):
+        self.proc.send_signal(PAUSE_SIGNAL + 1)
 
     def stop(self):
         procs.terminate(self.proc)
