@@ -8,7 +8,7 @@ the fixed cut with the lowest mean, all fixed cuts simulated in lockstep.
 
 import csv
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -74,6 +74,10 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **opt
     cuts = np.zeros(frames, dtype=np.int64)
     tout = np.zeros(frames, dtype=bool)
     e_full = world.edge_s[world.edge_cut]
+    offer = getattr(selector, "offer_hedge", None)
+    if offer is not None:
+        offer()  # like the edge runtime: it runs hedged frames
+    hedge_end, news = -np.inf, None  # a hedge the cloud beat: when it ends, its edge-only time
     t = 0.0
     for i in range(frames):
         exp_all = world.expected(t)
@@ -81,6 +85,9 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **opt
         e, n, k = (float(v[0]) for v in world.components(t, [c], z[i]))
         timed_out = False
         hedged = not oracle and not world.is_edge[c] and selector.hedge(c)
+        # The edge-only interpreter runs one thing at a time: a frame that needs it waits for a
+        # hedge still running (the prefixes and the cloud leg do not).
+        wait = max(hedge_end - t, 0.0) if hedged or world.is_edge[c] else 0.0
         if hedged:
             # The edge-only run goes alongside the cloud request; the first result ends the frame.
             full = e_full * world.slow(t) * z[i, 0]
@@ -92,6 +99,7 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **opt
             else:
                 total, obs = e + n + k, Observation(
                     cut=c, edge_s=e, transfer_s=n, cloud_s=k, bytes_sent=int(world.bytes[c]))
+                hedge_end, news = t + wait + e + full, full
         elif not world.is_edge[c]:
             d = np.inf if oracle else _deadline(selector, c)
             if n + k > d:
@@ -104,6 +112,10 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **opt
                     cut=c, edge_s=e, transfer_s=n, cloud_s=k, bytes_sent=int(world.bytes[c]))
         else:
             total, obs = e, Observation(cut=c, edge_s=e)
+        total += wait
+        if news is not None and t + total >= hedge_end and not obs.edge_only_s:
+            obs = replace(obs, edge_only_s=news)
+            news = None
         if selector is not None:
             selector.observe(obs)
         cols["start"][i], cols["total"][i], cols["edge"][i] = t, total, e

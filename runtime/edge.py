@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from partnner_tf.errors import CloudError, CloudTimeout, InputError, PartnnerError
+from partnner_tf.errors import Abandoned, CloudError, CloudTimeout, InputError, PartnnerError
 from partnner_tf.manifest import load_manifest, verify_paths
 from partnner_tf.runtime.cache import DEFAULT_BUDGET_BYTES, PrefixCache
 from partnner_tf.runtime.interpreter import default_threads
@@ -49,6 +49,7 @@ class _Hedge:
 
     future: object
     done: threading.Event
+    unreported: bool = False  # the cloud won: the selector has not seen this run's time yet
 
 
 @dataclass
@@ -68,6 +69,7 @@ class FrameResult:
     compute_s: float = 0.0
     chosen: Optional[int] = None  # the selector's cut when a swap was deferred or a frame fell back
     error: Optional[str] = None  # why the frame fell back
+    hedged: Optional[str] = None  # the edge-only model ran beside the request: "edge" or "cloud" answered
 
     def to_dict(self):
         """Everything but the outputs, for a JSON log line."""
@@ -130,6 +132,9 @@ class EdgeRuntime:
             if self.client is not None:
                 self.link = Link(self.client, self.options["probe_timeout_s"], self.options["backoff_s"])
                 self.link.warm()
+                offer = getattr(self.selector, "offer_hedge", None)
+                if offer is not None:
+                    offer()  # this runtime runs hedged frames
             # The fallback must never wait for a load: the whole model stays in memory.
             self.cache.pin(self.edge_cut)
         except BaseException:
@@ -138,7 +143,7 @@ class EdgeRuntime:
         self._current = None
         self._count = 0
         self.stats = {"frames": 0, "fallbacks": 0, "swaps": 0, "deferred": 0, "hedged": 0}
-        self._hedge_pool = self._hedged = None
+        self._hedge_pool = self._hedged = self._news = None
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -220,7 +225,8 @@ class EdgeRuntime:
 
     def _edge_frame(self, n, x, chosen, t0, fallback, error=None):
         outputs, edge_s = self._run_edge(x)
-        self.selector.observe(Observation(cut=self.edge_cut, edge_s=edge_s, bytes_sent=0))
+        self.selector.observe(Observation(cut=self.edge_cut, edge_s=edge_s, bytes_sent=0,
+                                          edge_only_s=self._hedge_news()))
         return FrameResult(n, outputs, self.edge_cut, edge_s, 0.0, 0.0, _now() - t0, 0, fallback,
                            chosen=chosen if chosen != self.edge_cut else None, error=error)
 
@@ -285,13 +291,16 @@ class EdgeRuntime:
         self.cache.idle.clear()
         cloud_s = float(reply.queue_s) + float(reply.compute_s)
         transfer_s = max(0.0, rtt - cloud_s)
+        if hedged is not None:
+            hedged.unreported = True  # the cloud won; the edge-only run's time goes with a later frame
         self.selector.observe(Observation(
             cut=cut, edge_s=edge_s, transfer_s=transfer_s, cloud_s=cloud_s, bytes_sent=nbytes,
+            edge_only_s=self._hedge_news(),
             queue_s=reply.queue_s, compute_s=reply.compute_s, queue_depth=reply.queue_depth,
             busy_workers=reply.busy_workers, workers=reply.workers))
         return FrameResult(n, outputs, cut, edge_s, transfer_s, cloud_s, _now() - t0, nbytes, False,
                            queue_s=reply.queue_s, compute_s=reply.compute_s,
-                           chosen=chosen if chosen != cut else None)
+                           chosen=chosen if chosen != cut else None, hedged="cloud" if hedged else None)
 
     def _check_reply(self, cut, outputs):
         expected = len(self.output_keys) if self.output_keys else None
@@ -303,7 +312,7 @@ class EdgeRuntime:
             self.link.down(exc)  # timeout or broken link: probe before using the cloud again
         log.info("frame %d: cut %d failed in the cloud (%s); finished on the edge", n, cut, exc)
         self.selector.observe(Observation(cut=cut, edge_s=edge_s, transfer_s=waited,
-                                          bytes_sent=nbytes, timed_out=True))
+                                          bytes_sent=nbytes, timed_out=True, edge_only_s=self._hedge_news()))
         outputs, full_s = self._run_edge(x)
         return FrameResult(n, outputs, cut, edge_s + full_s, waited, 0.0, _now() - t0, nbytes, True,
                            chosen=chosen if chosen != cut else None, error=str(exc))
@@ -324,7 +333,21 @@ class EdgeRuntime:
         """The edge-only interpreter is not shared: a hedge still running is waited for."""
         if self._hedged is not None:
             self._hedged.future.exception()  # waits; its error, if any, was the hedge's to report
+            self._collect_hedge()
+
+    def _collect_hedge(self):
+        """Once a hedge has ended: keep the time of one the cloud beat for the next observation."""
+        h = self._hedged
+        if h is not None and h.future.done():
             self._hedged = None
+            if h.unreported and h.future.exception() is None:
+                self._news = h.future.result()[1]
+
+    def _hedge_news(self):
+        """The time of an edge-only hedge the cloud beat, once it has ended (else None), once."""
+        self._collect_hedge()
+        news, self._news = self._news, None
+        return news
 
     def _hedge_won(self, n, cut, chosen, t0, edge_s, waited, nbytes, hedged, exc):
         """The edge-only run beside the request finished first (or the cloud leg failed)."""
@@ -334,8 +357,11 @@ class EdgeRuntime:
         self._hedged = None
         self.selector.observe(Observation(cut=cut, edge_s=edge_s, transfer_s=waited, bytes_sent=nbytes,
                                           timed_out=True, edge_only_s=full_s))
-        return FrameResult(n, outputs, cut, edge_s + full_s, waited, 0.0, _now() - t0, nbytes, True,
-                           chosen=chosen if chosen != cut else None, error=str(exc))
+        # The edge answering first is what a hedge is for; a cloud leg that failed is a fallback.
+        failed = not isinstance(exc, Abandoned)
+        return FrameResult(n, outputs, cut, edge_s + full_s, waited, 0.0, _now() - t0, nbytes, failed,
+                           chosen=chosen if chosen != cut else None, error=str(exc) if failed else None,
+                           hedged="edge")
 
     def _deadline(self, cut):
         o = self.options

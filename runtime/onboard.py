@@ -81,6 +81,11 @@ class OnBoard:
         hedge = getattr(self.selector, "hedge", None)
         return bool(hedge(self.local.local_id(cut))) if hedge is not None else False
 
+    def offer_hedge(self):
+        offer = getattr(self.selector, "offer_hedge", None)
+        if offer is not None:
+            offer()
+
     def likely_cuts(self):
         likely = getattr(self.selector, "likely_cuts", None)
         return [self.local.original_id(int(c)) for c in likely()] if likely is not None else []

@@ -60,3 +60,8 @@ class Selector:
         the edge wins, it observes ``timed_out=True`` with the wait in ``transfer_s`` and the
         edge-only time in ``edge_only_s``. Default: never."""
         return False
+
+    def offer_hedge(self) -> None:
+        """Optional: the caller says, before the first frame, that it will honour :meth:`hedge`.
+        When the cloud's result wins, the edge-only run's time comes with a later observation
+        (``edge_only_s``), once it has ended. Default: nothing."""

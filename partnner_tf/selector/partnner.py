@@ -127,8 +127,7 @@ class Partnner(Selector):
 
     def choose(self):
         if np.isnan(self.edge.anchor[self.E]):
-            self.exploring = None
-            return self.E  # the first frame: safe, and it prices the whole model on this edge
+            return self._first_frames()
         est, opt = self.estimates()
         best = int(np.argmin(est))
         if best != self.current and est[self.current] <= est[best] * (1 + self.hysteresis):
@@ -161,6 +160,24 @@ class Partnner(Selector):
                 return c
         return best
 
+    def _first_frames(self):
+        """Before the edge-only time is known. A caller that hedges gets cloud-only with the
+        edge-only run beside it: the frame costs the faster of the two, and shows both. Until the
+        edge-only run's time comes back (the cloud won), cloud-only goes on; otherwise the first
+        frame is edge-only: safe, and it prices the whole model on this edge."""
+        self.exploring = None
+        C = self.manifest.cloud_only
+        if not self.hedging or C is None:
+            return self.E
+        if self.frames == 0:
+            self.exploring = (C, float("inf"), True)
+            return C
+        # (A hedge that never reports, e.g. one that failed, ends this after a while.)
+        return C if self.link.observed > 0 and self.frames < self.max_probe_every else self.E
+
+    def offer_hedge(self):
+        self.hedging = True
+
     def hedge(self, cut):
         """Probes are hedged: the edge-only run goes alongside, so a probe on a link still bad
         costs only its prefix. A caller that asks this honours it, which makes probes cheap
@@ -171,8 +188,7 @@ class Partnner(Selector):
     def observe(self, obs: Observation):
         self._est = None
         self.frames += 1
-        if self.frames == 1 and obs.cut == self.E:
-            self.tokens = self.start_budget * max(obs.edge_s, 1e-4)
+        edge_unknown = np.isnan(self.edge.anchor[self.E])
         c = obs.cut
         if not 0 <= c < len(self.bytes):
             raise PartnnerError(f"observation for cut {c}: model {self.manifest.name!r} has cuts 0..{len(self.bytes) - 1}")
@@ -181,6 +197,8 @@ class Partnner(Selector):
             self.edge.observe(c, obs.edge_s)
         if obs.edge_only_s:
             self.edge.observe(self.E, obs.edge_only_s)
+        if edge_unknown and not np.isnan(self.edge.anchor[self.E]):
+            self.tokens = self.start_budget * max(float(self.edge.anchor[self.E] * self.edge.level), 1e-4)
         if self.is_edge[c]:
             self.link.tick()
         elif obs.timed_out:

@@ -158,6 +158,7 @@ def _recovery_after_bad_link(bad_bps, seed, hedged):
     sel = make_selector("partnner", w.manifest)
     if not hedged:
         sel.hedge = lambda cut: False  # a caller that never hedges: probes back off
+        sel.offer_hedge = lambda: None
     run = run_policy(w, "partnner", 900, seed=seed, selector=sel)
     j = frames_to_within(run.ratio, int(np.searchsorted(run.start, 60)))
     return w, run, (len(run.ratio) if j is None else j)
