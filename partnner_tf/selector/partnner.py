@@ -111,6 +111,7 @@ class Partnner(Selector):
             stale = np.maximum(stale, np.where(near.any(axis=1), 1.0, 1.5))
         net_lo = np.where(self.is_edge, 0.0, self.link.rtt + self.bytes * self.link.s_per_byte / stale)
         remote = np.where(self.is_edge, 0.0, net + k_est)
+        self._remote_s = remote
         est = e_est + remote
         # Unobserved cuts lean towards their monotone bounds; observed ones are known up to noise.
         b = self.optimism
@@ -255,15 +256,16 @@ class Partnner(Selector):
     # -- helpers --------------------------------------------------------------------------------
 
     def _remote(self, cut):
-        e_rate = self.edge.rate() or 1e-9
-        k_est, _ = self.cloud.predict(e_rate / self.cloud_speedup)
-        return float(self.link.predict(self.bytes[cut]) + k_est[cut])
+        """The estimated link + cloud time of ``cut`` (computed with the estimates)."""
+        self.estimates()
+        return float(self._remote_s[cut])
 
     def _cheapest_probe(self, cand, est):
         """The candidate whose probe costs least: one that should finish within its deadline
         costs its extra latency; one that would time out costs its prefix plus the wait."""
         e_full = float(est[self.E])
-        remote = np.array([self._remote(c) for c in cand])
+        self.estimates()
+        remote = self._remote_s[cand]
         e_cut = est[cand] - remote
         wait = 1.2 * np.maximum(e_full - e_cut, 0.0) + 0.01
         lost = e_cut if self.hedging else e_cut + wait  # hedged: the edge-only run went alongside
