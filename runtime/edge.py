@@ -185,12 +185,12 @@ class EdgeRuntime:
         x = self._check(frame)
         n = self._count
         self._count += 1
+        t0 = _now()  # choosing is part of the frame's latency
         chosen = int(self.selector.choose())
         if chosen not in self.cuts:  # a selector returning a bad id is a bug: say so
             self.manifest.cut(chosen)
             raise PartnnerError(f"the selector chose cut {chosen}, which is not on this board; "
                                 f"the bundled cuts are {list(self.cuts)}")
-        t0 = _now()
         if chosen == self.edge_cut or self.client is None:
             result = self._edge_frame(n, x, chosen, t0, fallback=False)
         elif not self.link.is_up:

@@ -120,6 +120,8 @@ class CostCurve:
         self.alpha = alpha
         self.refine = refine
         self.outliers = 0
+        self.version = 0  # bumped by every change, so predict() can reuse its last answer
+        self._predicted = (None, None)
         self._run = []  # the ratios of the current run of outliers
         self._recent = [[] for _ in range(self.n)]  # each cut's latest costs / level
         self.zero_at = zero_at  # a cut whose cost is 0 by construction (no prefix / no suffix)
@@ -134,6 +136,7 @@ class CostCurve:
 
     def observe(self, cut, cost):
         cost = max(float(cost), 1e-6)
+        self.version += 1
         self.t += 1
         self.count[cut] += 1
         if np.isnan(self.anchor[cut]):
@@ -201,6 +204,12 @@ class CostCurve:
 
     def predict(self, prior_per_x):
         """(estimate, lower bound) for every cut; ``prior_per_x`` prices MACs beyond all anchors."""
+        key = (self.version, prior_per_x)
+        if self._predicted[0] != key:
+            self._predicted = (key, self._predict(prior_per_x))
+        return self._predicted[1]
+
+    def _predict(self, prior_per_x):
         obs = self.observed
         xs, vals = list(self._xs[obs]), list(self.anchor[obs])
         if self.zero_at is not None and np.isnan(self.anchor[self.zero_at]):

@@ -87,6 +87,7 @@ class Partnner(Selector):
         self.probe_every = min_probe_every
         self.hedging = False  # set once the caller asks hedge(): it runs probes hedged
         self._est = None
+        self._far = (None, None)
 
     # -- estimates ------------------------------------------------------------------------------
 
@@ -102,13 +103,10 @@ class Partnner(Selector):
             k_lo = np.zeros_like(k_lo)  # nothing seen of the cloud: it might be very fast
         net = np.where(self.is_edge, 0.0, self.link.predict(self.bytes))
         # A link not seen for a while may have recovered: optimism about it grows with time.
-        stale = 1e3 if self.link.observed + self.link.timeouts == 0 else min(2.0 ** (self.link.since / 8.0), 1e3)
+        stale = 1e3 if self.link.observed + self.link.timeouts == 0 else min(2.0 ** min(self.link.since / 8.0, 10.0), 1e3)
         # The rtt / per-byte split is only known near the payloads seen lately: far from all of
         # them the per-byte cost may be lower than it looks.
-        seen_b = np.array([b for b, _ in self.link.history])
-        if seen_b.size:
-            near = np.abs(np.log(self.bytes[:, None] / seen_b[None, :] + 1e-12)) <= np.log(2.0)
-            stale = np.maximum(stale, np.where(near.any(axis=1), 1.0, 1.5))
+        stale = np.maximum(stale, self._far_from_sent())
         net_lo = np.where(self.is_edge, 0.0, self.link.rtt + self.bytes * self.link.s_per_byte / stale)
         remote = np.where(self.is_edge, 0.0, net + k_est)
         self._remote_s = remote
@@ -254,6 +252,17 @@ class Partnner(Selector):
         return [int(c) for c in np.argsort(opt)[:3]]
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _far_from_sent(self):
+        """1.5 for cuts whose payload is over 2x from every recent transfer's, else 1 (cached per history)."""
+        if self._far[0] is not self.link.history:
+            seen_b = np.array([b for b, _ in self.link.history])
+            far = np.ones(len(self.bytes))
+            if seen_b.size:
+                near = np.abs(np.log(self.bytes[:, None] / seen_b[None, :] + 1e-12)) <= np.log(2.0)
+                far = np.where(near.any(axis=1), 1.0, 1.5)
+            self._far = (self.link.history, far)
+        return self._far[1]
 
     def _remote(self, cut):
         """The estimated link + cloud time of ``cut`` (computed with the estimates)."""

@@ -220,3 +220,16 @@ def test_the_first_transfer_after_an_edge_only_stretch_replaces_the_link_estimat
         link.tick()  # edge-only frames: the link is not seen
     link.observe(100_000, fast)
     assert link.predict(100_000) == pytest.approx(fast, rel=0.05)
+
+
+def test_a_link_unseen_for_hours_does_not_overflow_the_staleness():
+    # A caller that only ever runs edge-only frames after one transfer (its probes refused):
+    # 2 ** (frames / 8) overflowed a float after 8,192 frames.
+    m = synthetic_manifest(6, seed=2)
+    sel = make_selector("partnner", m)
+    sel.observe(Observation(cut=m.edge_only, edge_s=0.02))
+    sel.observe(Observation(cut=2, edge_s=0.005, transfer_s=0.5, cloud_s=0.001, bytes_sent=m.cuts[2].boundary_bytes))
+    for _ in range(9000):
+        sel.choose()
+        sel.observe(Observation(cut=m.edge_only, edge_s=0.02))
+    assert sel.choose() in range(len(m.cuts))
