@@ -46,6 +46,7 @@ class Partnner(Selector):
             edge-only frame) before the runtime finishes it on the edge.
         bps, rtt_s: the link prior before anything is measured.
         cloud_speedup: the prior of how much faster the cloud runs a MAC than the edge.
+        optimism: how far an unobserved cut's optimistic estimate leans to its lower bound (0-1).
         min_probe_every, max_probe_every: while edge-only, probe the link after this many frames,
             the wait growing by half after each probe, up to the maximum.
         kind_weights: relative cost of a MAC per layer kind, used when the manifest gives
@@ -55,7 +56,7 @@ class Partnner(Selector):
     name = "partnner"
 
     def __init__(self, manifest, budget=0.01, start_budget=8.0, hysteresis=0.03, bps=5e6, rtt_s=0.03,
-                 cloud_speedup=4.0, optimism=0.5, deadline_slack=8.0, min_probe_every=4, max_probe_every=64,
+                 cloud_speedup=4.0, optimism=0.75, deadline_slack=8.0, min_probe_every=4, max_probe_every=64,
                  kind_weights=None):
         super().__init__(manifest)
         cuts = manifest.cuts

@@ -180,7 +180,7 @@ def test_a_long_bad_link_costs_little_and_hedged_probes_find_its_recovery_sooner
                 settled = (run.start > 10) & (run.start < 58)  # after the first explorations
                 assert np.mean(run.cut[settled] == w.edge_cut) > 0.8
                 same = (edge.start > 10) & (edge.start < 58)
-                assert run.total[settled].mean() <= 1.03 * edge.total[same].mean()
+                assert run.total[settled].mean() <= 1.05 * edge.total[same].mean()  # issue 5: 5% over the best static
     assert max(hedged) <= 30, hedged
     assert sum(hedged) < 0.8 * sum(unhedged), (hedged, unhedged)
 
