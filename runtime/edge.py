@@ -201,9 +201,12 @@ class EdgeRuntime:
             result = self._partitioned(n, x, chosen, t0)
         self.stats["frames"] += 1
         self.stats["fallbacks"] += result.fallback
-        if result.cut != self._current:
+        # What ran: a hedge the edge won ran edge-only (a swap deferred for a load then keeps
+        # running edge-only, not a cut the selector only tried).
+        ran = self.edge_cut if result.hedged == "edge" else result.cut
+        if ran != self._current:
             self.stats["swaps"] += self._current is not None
-            self._current = result.cut
+            self._current = ran
         self._prefetch(result.cut)
         return result
 

@@ -163,7 +163,7 @@ def run_cell(out, board, link, *, policies, frames, workdir, daemon_endpoint, ho
         stats = workdir / f"{name.replace(':', '_')}.link.jsonl"
         stats.unlink(missing_ok=True)
         return dict(out=out, policy=policy, frames=n, log_path=workdir / f"{name.replace(':', '_')}.jsonl",
-                    emulation=emu, daemon_endpoint=daemon_endpoint, link=link, profile=profile, load=load,
+                    emulation=board, daemon_endpoint=daemon_endpoint, link=link, profile=profile, load=load,
                     stats_path=stats, duration_s=max_run_s, link_mode=link_mode, board_mode=board_mode)
 
     def record(name, got, kw, seconds):

@@ -50,7 +50,7 @@ def run_demo(out_dir, frames=100000, board="rpi3b", input_shape="224,224,3", dur
             echo(f"\n== {policy}: {duration_s:.0f} s over the emulated link, cloud load {LOAD} ==")
             live = _Live(echo, up, load, names, quiet=policy != "partnner")
             frames_got = run_edge(out, policy, frames=frames, log_path=out_dir / f"{policy}.jsonl",
-                                  emulation=emu, daemon_endpoint=daemon.endpoint, link=LINK, load=LOAD,
+                                  emulation=board, daemon_endpoint=daemon.endpoint, link=LINK, load=LOAD,
                                   stats_path=out_dir / f"{policy}.link.jsonl", duration_s=duration_s,
                                   on_frame=live, board_mode=board_mode)
             runs[policy] = Run(policy, frames_got)

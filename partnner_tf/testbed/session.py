@@ -70,18 +70,9 @@ class EdgeSession:
             else:
                 self.relay = LinkProcess(daemon_endpoint, link.up, link.down, delay_s=link.delay_s,
                                          offset_s=link.offset_s, stats=stats_path)
-            cmd = prefix + procs.python_cmd(
-                "partnner_tf.testbed.edge_proc", out, "--cloud", self.relay.endpoint, "--policy", policy,
-                "--frames", frames, "--log", log_path, "--threads", threads)
-            if profile:
-                cmd += ["--profile", str(profile)]
-            if board_mode == "dilate":
-                cmd += ["--slowdown", str(1.0 / emu["quota"])]
-            budget_mb = board_budget_mb(emulation)
-            if budget_mb:
-                cmd += ["--budget-mb", str(budget_mb)]
-            if duration_s:
-                cmd += ["--duration-s", str(duration_s)]
+            cmd = prefix + edge_command(out, policy, self.relay.endpoint, frames=frames, log_path=log_path,
+                                        threads=threads, emulation=emulation, profile=profile,
+                                        board_mode=board_mode, duration_s=duration_s)
             self.proc = procs.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err)
             info = procs.read_ready_line(self.proc, f"edge process ({policy})", timeout_s=180)
             # Capped only now: set-up is not what a board is measured on (and `ip netns exec`
@@ -160,6 +151,24 @@ class EdgeSession:
         if self.cap is not None:
             self.cap.close()
         self._err.close()
+
+
+def edge_command(out, policy, cloud, *, frames, log_path, threads, emulation, profile=None, board_mode="dilate",
+                 duration_s=0.0):
+    """The edge process's command line; ``emulation`` a board name (whose memory sets the
+    prefix cache budget, as on the board) or an ``{"cpus", "quota"}`` dict."""
+    cmd = procs.python_cmd("partnner_tf.testbed.edge_proc", out, "--cloud", cloud, "--policy", policy,
+                           "--frames", frames, "--log", log_path, "--threads", threads)
+    if profile:
+        cmd += ["--profile", str(profile)]
+    if board_mode == "dilate":
+        cmd += ["--slowdown", str(1.0 / emulation_for(emulation)["quota"])]
+    budget_mb = board_budget_mb(emulation)
+    if budget_mb:
+        cmd += ["--budget-mb", str(budget_mb)]
+    if duration_s:
+        cmd += ["--duration-s", str(duration_s)]
+    return cmd
 
 
 def run_edge(out, policy, *, on_frame=None, **kwargs):

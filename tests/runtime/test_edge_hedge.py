@@ -79,3 +79,28 @@ def test_a_fast_cloud_wins_the_hedge_and_the_next_frame_waits_for_the_edge_run(r
     assert all(o.edge_only_s >= 0.3 for o in sel.seen[1:]), [o.edge_only_s for o in sel.seen]
     # Each frame after the first waited for the previous frame's edge run (one interpreter).
     assert wall >= 3 * 0.3
+
+
+class HedgeThenCut1(HedgeEveryFrame):
+    """Frame 1: a hedged cloud-only try; then cut 1 (whose prefix is not loaded yet)."""
+
+    def choose(self):
+        return 0 if not self.seen else 1
+
+
+def test_after_the_edge_wins_a_hedge_a_deferred_swap_runs_edge_only(residual_out, frames, reference):
+    # What ran was edge-only, so a swap that waits for a prefix load keeps running edge-only,
+    # not the cloud-only try (over 3G that sent a ResNet50 testbed run cloud-only for 10 frames).
+    ctx = zmq.Context.instance()
+    sink = ctx.socket(zmq.ROUTER)
+    port = sink.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with EdgeRuntime(residual_out, cloud=f"tcp://127.0.0.1:{port}", selector="edge", budget_bytes=1) as rt:
+            rt.selector = HedgeThenCut1(rt.manifest)
+            first = rt.infer(frames[0])
+            second = rt.infer(frames[1])
+    finally:
+        sink.close(linger=0)
+    assert first.hedged == "edge" and first.cut == 0
+    assert second.cut == rt.edge_cut and second.chosen == 1 and not second.fallback
+    assert_matches(second, reference, 1)

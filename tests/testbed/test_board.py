@@ -50,3 +50,21 @@ def test_cap_limits_cpu_time_share():
         cap.close()
     assert 0.2 <= share <= 0.36
     assert cap.path is None  # the cgroup was removed
+
+
+def test_an_emulated_board_gets_its_own_prefix_cache_budget():
+    # The bench passed the board's {"cpus", "quota"} dict, whose memory nobody knows, so every
+    # emulated board ran with the runtime's 256 MB default: ResNet50's three prefixes (294 MB)
+    # evicted each other, and a Pi 4 sent frames cloud-only over 3G while cut 2 reloaded.
+    from partnner_tf.testbed.session import edge_command
+
+    def budget(emulation):
+        cmd = [str(x) for x in edge_command("OUT", "partnner", "tcp://127.0.0.1:1", frames=5, log_path="log",
+                                            threads=2, emulation=emulation)]
+        return float(cmd[cmd.index("--budget-mb") + 1]) if "--budget-mb" in cmd else None
+
+    assert budget("rpi4") == pytest.approx(board.board_budget_mb("rpi4")) and budget("rpi4") > 512
+    assert budget("coral-dev-board") == pytest.approx(board.board_budget_mb("coral-dev-board"))
+    assert budget({"cpus": 1, "quota": 0.5}) is None  # unknown memory: the runtime's default
+    cmd = [str(x) for x in edge_command("OUT", "edge", "none", frames=5, log_path="log", threads=1, emulation="rpi4")]
+    assert cmd[cmd.index("--slowdown") + 1] == str(1.0 / board.emulation_for("rpi4")["quota"])
