@@ -133,6 +133,26 @@ def test_outage_data_arrives_after_it_not_lost():
     assert min(t for t, _ in sink.got) - t0 >= 1.4
 
 
+def test_paused_link_time_stands_still_and_the_schedule_resumes_where_it_stopped():
+    # The testbed runs edges in turns: a link's time stops while its edge waits. On a schedule
+    # that is an outage for its first second, 1.5 s of pause must not use up that second.
+    sink = Sink()
+    with LinkProcess(sink.endpoint, "steps:0=0,1=8e6", "const:8e6") as link:
+        s = socket.create_connection(("127.0.0.1", link.port))
+        time.sleep(0.2)  # the connection starts link time
+        link.pause()
+        s.sendall(b"q" * 20000)
+        time.sleep(1.5)
+        assert sink.got == []  # paused: nothing moves
+        link.resume()
+        t_resume = time.monotonic()
+        time.sleep(1.5)
+        s.close()
+    assert sum(n for _, n in sink.got) == 20000
+    # 0.2 s of link time had passed: the outage still had ~0.8 s to run after the resume.
+    assert min(t for t, _ in sink.got) - t_resume >= 0.6
+
+
 def test_relay_adds_the_one_way_delay_each_way():
     sink = Sink(echo=True)
     with LinkProcess(sink.endpoint, "const:50e6", "const:50e6", delay_s=0.06) as link:
