@@ -134,9 +134,7 @@ class EdgeRuntime:
                 self.link.warm()
                 offer = getattr(self.selector, "offer_hedge", None)
                 if offer is not None:
-                    offer()  # this runtime runs hedged frames; its thread starts now, not in frame 1
-                    self._hedge_pool = ThreadPoolExecutor(1, thread_name_prefix="partnner-hedge")
-                    self._hedge_pool.submit(lambda: None).result()
+                    offer()  # this runtime runs hedged frames
             # The fallback must never wait for a load: the whole model stays in memory.
             self.cache.pin(self.edge_cut)
         except BaseException:
