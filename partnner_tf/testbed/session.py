@@ -181,11 +181,13 @@ def run_edge(out, policy, *, on_frame=None, **kwargs):
     return session.frames_run()
 
 
-def run_in_turns(specs, progress=None):
+def run_in_turns(specs):
     """Run several edge processes in turns (:data:`TURN_FRAMES` frames each); ``specs`` maps a name to
     :class:`EdgeSession` arguments. Returns ``{name: frames or EmulationError}``; a failed process
     does not stop the others.
     """
+    if any(kw.get("load") for kw in specs.values()):
+        raise PartnnerError("a cloud load schedule runs on wall time: runs with a load go one after the other")
     sessions, results = {}, {}
     try:
         for name, kw in specs.items():

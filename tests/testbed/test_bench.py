@@ -90,3 +90,11 @@ def test_small_matrix_meets_the_goals(small_matrix):
                             f"{m['p_over_better']:.2f} (goal {GOAL_VS_BASELINE}), / best fixed "
                             f"{m['p_over_fixed']:.2f} (goal {GOAL_VS_FIXED})")
     assert not failures, "\n".join(failures) + "\n" + table
+
+
+def test_runs_in_turns_refuse_a_wall_clock_load_schedule():
+    from partnner_tf.errors import PartnnerError
+    from partnner_tf.testbed.session import run_in_turns
+
+    with pytest.raises(PartnnerError, match="wall time"):
+        run_in_turns({"partnner": {"load": "0=2"}, "edge": {"load": "0=2"}})
