@@ -83,7 +83,7 @@ def _preload(runtime, policy):
     # A prefix's first runs after loading take up to 1.6x its usual time (caches, thread pool):
     # start-up, not what a board is measured on. Left in, one slow first edge-only frame
     # anchors the selector's edge-only estimate high for the whole short run.
-    for cut in [runtime.edge_cut] + cuts:
+    for cut in dict.fromkeys([runtime.edge_cut] + cuts):  # each once
         if runtime.cache.is_ready(cut):
             prefix = runtime.cache.get(cut)
             for _ in range(WARM_RUNS):
@@ -167,6 +167,7 @@ def _serve(runtime, frames, a, log):
         if finished:
             return 0
     return 0 if done >= a.frames else 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

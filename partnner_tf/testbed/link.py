@@ -188,7 +188,7 @@ class Relay:
         self._resumed = None
 
     def now(self):
-        return (self._paused_at or time.monotonic()) - self._m0
+        return (time.monotonic() if self._paused_at is None else self._paused_at) - self._m0
 
     def pause(self):
         """Stop link time (the testbed runs several edges in turns; each link keeps only its edge's time)."""
