@@ -122,6 +122,8 @@ class CostCurve:
         self.outliers = 0
         self.version = 0  # bumped by every change, so predict() can reuse its last answer
         self._predicted = (None, None)
+        self._shape = (None, None)  # the level-free pieces of the curve, per version
+        self._known = None  # the observed cuts (and a zero_at stand-in), in MAC order
         self._run = []  # the ratios of the current run of outliers
         self._recent = [[] for _ in range(self.n)]  # each cut's latest costs / level
         self.zero_at = zero_at  # a cut whose cost is 0 by construction (no prefix / no suffix)
@@ -142,6 +144,7 @@ class CostCurve:
         if np.isnan(self.anchor[cut]):
             self.anchor[cut] = cost / self.level
             self.created[cut] = self.t
+            self._known = None
             return 1.0
         ratio = cost / (self.anchor[cut] * self.level)
         recent = self._recent[cut]
@@ -203,44 +206,64 @@ class CostCurve:
         self.outliers, self._run = 0, []
 
     def predict(self, prior_per_x):
-        """(estimate, lower bound) for every cut; ``prior_per_x`` prices MACs beyond all anchors."""
+        """(estimate, lower bound) for every cut; ``prior_per_x`` prices MACs beyond all anchors.
+
+        The curve runs once per frame on the edge, so its MAC-space shape is built once per
+        change (``_pieces``) and level and prior are applied to it here.
+        """
         key = (self.version, prior_per_x)
         if self._predicted[0] != key:
-            self._predicted = (key, self._predict(prior_per_x))
+            base, dx, own_rate, small, lower = self._pieces()
+            rate = prior_per_x if own_rate is None else own_rate
+            if small:
+                rate = min(rate, prior_per_x)
+            est = base + dx * rate
+            self._predicted = (key, (est * self.level, np.minimum(lower, est) * self.level))
         return self._predicted[1]
 
-    def _predict(self, prior_per_x):
-        obs = self.observed
-        xs, vals = list(self._xs[obs]), list(self.anchor[obs])
-        if self.zero_at is not None and np.isnan(self.anchor[self.zero_at]):
-            xs.append(self._xs[self.zero_at])
-            vals.append(0.0)
-        if not xs:
-            est = self.x * prior_per_x
-            return est, np.zeros(self.n)
-        order = np.argsort(xs)
-        xs, vals = np.array(xs)[order], np.maximum.accumulate(np.array(vals)[order])
-        est = np.interp(self._xs, xs, vals)
-        # Beyond the largest anchor: that anchor's cost per MAC (or the prior when it has none).
-        top_x, top_v = xs[-1], vals[-1]
-        rate = top_v / top_x if top_x > 0 and top_v > 0 else prior_per_x
-        if top_x < 0.5 * self.x.max():
+    def _pieces(self):
+        """At level 1: the estimate without the part beyond the largest anchor (``base``), each
+        cut's MACs beyond it (``dx``, priced per MAC by predict), that anchor's own cost per MAC
+        (None if it has none), whether it is under half the largest workload, and the monotone
+        lower bound."""
+        if self._shape[0] == self.version:
+            return self._shape[1]
+        if self._known is None:
+            known = list(self.observed)
+            self._zero_stand_in = self.zero_at is not None and np.isnan(self.anchor[self.zero_at])
+            if self._zero_stand_in:
+                known.append(self.zero_at)
+            self._known = np.array(sorted(known, key=lambda c: self._xs[c]), dtype=np.int64)
+        if not self._known.size:
+            pieces = (np.zeros(self.n), self.x, None, False, np.zeros(self.n))
+        else:
+            xs = self._xs[self._known]
+            vals = self.anchor[self._known]
+            if self._zero_stand_in:
+                vals[np.isnan(vals)] = 0.0  # zero_at, not observed: no MACs, no cost
+            vals = np.maximum.accumulate(vals)
+            top_x, top_v, first_x = xs[-1], vals[-1], xs[0]
+            if first_x > 0:
+                # Below the smallest anchor: its cost per MAC, down to nothing at no MACs.
+                xs, vals = np.concatenate(([0.0], xs)), np.concatenate(([0.0], vals))
+            base = np.interp(self._xs, xs, vals)  # flat (the top anchor's cost) beyond it
+            dx = np.maximum(self._xs - top_x, 0.0)
+            own = top_v / top_x if top_x > 0 and top_v > 0 else None
             # A small workload's cost is mostly fixed overhead: its per-MAC figure would price
             # far bigger ones many times too high. Beyond it, no dearer than the prior.
-            rate = min(rate, prior_per_x)
-        beyond = self._xs > top_x
-        est[beyond] = top_v + (self._xs[beyond] - top_x) * rate
-        below = self._xs < xs[0]
-        est[below] = vals[0] * self._xs[below] / xs[0] if xs[0] > 0 else vals[0]
-        # Monotone bound: a cut costs at least what its nearest observed smaller neighbour costs.
-        idx = np.searchsorted(xs, self._xs, side="right") - 1
-        lower = np.where(idx >= 0, vals[np.clip(idx, 0, None)], 0.0)
-        return est * self.level, np.minimum(lower, est) * self.level
+            small = bool(top_x < 0.5 * self.x.max())
+            # Monotone bound: a cut costs at least what its nearest observed smaller neighbour costs.
+            steps = np.concatenate(([0.0], vals[1:] if first_x > 0 else vals))
+            known_xs = xs[1:] if first_x > 0 else xs
+            lower = steps[np.searchsorted(known_xs, self._xs, side="right")]
+            pieces = (base, dx, own, small, lower)
+        self._shape = (self.version, pieces)
+        return pieces
 
     def rate(self):
         """Observed cost per MAC at the level now (None before any non-trivial anchor)."""
-        obs = [c for c in self.observed if self.x[c] > 0 and self.anchor[c] > 0]
-        if not obs:
-            return None
-        c = max(obs, key=lambda i: self.x[i])
-        return self.anchor[c] * self.level / self.x[c]
+        self._pieces()
+        for c in self._known[::-1]:  # the largest observed workload with a cost
+            if self.x[c] > 0 and self.anchor[c] > 0:
+                return self.anchor[c] * self.level / self.x[c]
+        return None

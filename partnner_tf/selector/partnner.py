@@ -65,6 +65,7 @@ class Partnner(Selector):
         self.E = manifest.edge_only if manifest.edge_only is not None else len(cuts) - 1
         self.bytes = np.array([c.boundary_bytes for c in cuts], dtype=np.float64)
         self.is_edge = np.array([c.is_edge_only for c in cuts])
+        self._remote_mask = (~self.is_edge).astype(np.float64)  # 0 where nothing leaves the edge
         self.pmacs = _work(cuts, "prefix", kind_weights)
         self.smacs = _work(cuts, "suffix", kind_weights)
         zero_edge = manifest.cloud_only
@@ -93,7 +94,7 @@ class Partnner(Selector):
     # -- estimates ------------------------------------------------------------------------------
 
     def estimates(self):
-        """(estimate, optimistic estimate) of every cut's latency, seconds."""
+        """(estimate, optimistic estimate) of every cut's latency, seconds (once per frame)."""
         if self._est is not None:
             return self._est
         e_rate = self.edge.rate() or 1e-9
@@ -101,25 +102,23 @@ class Partnner(Selector):
         c_rate = e_rate / self.cloud_speedup  # the prior; observed cuts anchor the curve
         k_est, k_lo = self.cloud.predict(c_rate)
         if self.cloud.rate() is None:
-            k_lo = np.zeros_like(k_lo)  # nothing seen of the cloud: it might be very fast
-        net = np.where(self.is_edge, 0.0, self.link.predict(self.bytes))
+            k_lo = 0.0  # nothing seen of the cloud: it might be very fast
+        link, rm = self.link, self._remote_mask
         # A link not seen for a while may have recovered: optimism about it grows with time.
-        stale = 1e3 if self.link.observed + self.link.timeouts == 0 else min(2.0 ** min(self.link.since / 8.0, 10.0), 1e3)
+        stale = 1e3 if link.observed + link.timeouts == 0 else min(2.0 ** min(link.since / 8.0, 10.0), 1e3)
         # The rtt / per-byte split is only known near the payloads seen lately: far from all of
         # them the per-byte cost may be lower than it looks.
         stale = np.maximum(stale, self._far_from_sent())
-        net_lo = np.where(self.is_edge, 0.0, self.link.rtt + self.bytes * self.link.s_per_byte / stale)
-        remote = np.where(self.is_edge, 0.0, net + k_est)
+        remote = (link.rtt + self.bytes * link.s_per_byte + k_est) * rm
         self._remote_s = remote
         est = e_est + remote
         # Unobserved cuts lean towards their monotone bounds; observed ones are known up to noise.
         b = self.optimism
-        e_opt = np.where(np.isnan(self.edge.anchor), e_est - b * (e_est - e_lo), e_est)
-        k_opt = np.where(np.isnan(self.cloud.anchor), k_est - b * (k_est - k_lo), k_est)
-        opt = e_opt + np.where(self.is_edge, 0.0, net_lo + k_opt)
+        e_opt = e_est - (b * np.isnan(self.edge.anchor)) * (e_est - e_lo)
+        k_opt = k_est - (b * np.isnan(self.cloud.anchor)) * (k_est - k_lo)
+        opt = e_opt + (link.rtt + self.bytes * (link.s_per_byte / stale) + k_opt) * rm
         # What was seen of a cut long ago may no longer hold: let near-ties be checked again.
-        age = self.frames - self.last_seen
-        opt = opt * (1.0 - self.recheck * np.clip(age / 200.0, 0.0, 1.0))
+        opt *= 1.0 - (self.recheck / 200.0) * np.minimum(self.frames - self.last_seen, 200.0)
         self._est = (est, np.minimum(opt, est))
         return self._est
 
