@@ -124,6 +124,7 @@ class CostCurve:
         self._predicted = (None, None)
         self._shape = (None, None)  # the level-free pieces of the curve, per version
         self._known = None  # the observed cuts (and a zero_at stand-in), in MAC order
+        self._rate = self._unobserved = (None, None)
         self._run = []  # the ratios of the current run of outliers
         self._recent = [[] for _ in range(self.n)]  # each cut's latest costs / level
         self.zero_at = zero_at  # a cut whose cost is 0 by construction (no prefix / no suffix)
@@ -262,8 +263,18 @@ class CostCurve:
 
     def rate(self):
         """Observed cost per MAC at the level now (None before any non-trivial anchor)."""
-        self._pieces()
-        for c in self._known[::-1]:  # the largest observed workload with a cost
-            if self.x[c] > 0 and self.anchor[c] > 0:
-                return self.anchor[c] * self.level / self.x[c]
-        return None
+        if self._rate[0] != self.version:
+            self._pieces()
+            rate = None
+            for c in self._known[::-1]:  # the largest observed workload with a cost
+                if self.x[c] > 0 and self.anchor[c] > 0:
+                    rate = float(self.anchor[c] * self.level / self.x[c])
+                    break
+            self._rate = (self.version, rate)
+        return self._rate[1]
+
+    def unobserved(self):
+        """1.0 for each cut not observed yet, else 0.0 (per version)."""
+        if self._unobserved[0] != self.version:
+            self._unobserved = (self.version, np.isnan(self.anchor).astype(np.float64))
+        return self._unobserved[1]

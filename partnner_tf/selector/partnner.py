@@ -114,8 +114,8 @@ class Partnner(Selector):
         est = e_est + remote
         # Unobserved cuts lean towards their monotone bounds; observed ones are known up to noise.
         b = self.optimism
-        e_opt = e_est - (b * np.isnan(self.edge.anchor)) * (e_est - e_lo)
-        k_opt = k_est - (b * np.isnan(self.cloud.anchor)) * (k_est - k_lo)
+        e_opt = e_est - b * self.edge.unobserved() * (e_est - e_lo)
+        k_opt = k_est - b * self.cloud.unobserved() * (k_est - k_lo)
         opt = e_opt + (link.rtt + self.bytes * (link.s_per_byte / stale) + k_opt) * rm
         # What was seen of a cut long ago may no longer hold: let near-ties be checked again.
         opt *= 1.0 - (self.recheck / 200.0) * np.minimum(self.frames - self.last_seen, 200.0)
