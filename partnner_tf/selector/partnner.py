@@ -17,6 +17,8 @@ from partnner_tf.selector.estimators import CostCurve, LinkEstimator
 #: A MAC's relative cost by layer kind on CPUs (memory-bound kinds cost more per MAC); only a
 #: prior that shapes interpolation between observed cuts, which measurements then correct.
 KIND_WEIGHTS = {"conv": 1.0, "dense": 2.0, "depthwise": 4.0, "elementwise": 4.0}
+#: Per frame, how much of the unspent start allowance stays (0.93: half of it after 10 frames).
+START_FADE = 0.93
 
 
 def _work(cuts, side, weights):
@@ -217,8 +219,11 @@ class Partnner(Selector):
             self.tokens -= max(0.0, spent - self.exploring[1])
         self.exploring = None
         est, _ = self.estimates()
-        # The budget refills with a share of what frames cost; exploring spends it.
-        self.tokens = min(self.tokens + self.budget * float(est.min()), 50.0 * float(est.min()))
+        # The budget refills with a share of what frames cost; exploring spends it. What the
+        # start allowed and the start did not need fades (to two frames' worth): spent dozens of
+        # frames later, it would be a burst of explorations nothing asked for.
+        cap = max(self.start_budget * START_FADE ** self.frames, 2.0)
+        self.tokens = min(self.tokens + self.budget * float(est.min()), cap * float(est.min()))
 
     def deadline_s(self, cut):
         """How long to wait for the cloud. Giving up costs a whole edge-only run and cellular
