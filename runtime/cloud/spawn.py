@@ -19,13 +19,17 @@ class DaemonProcess:
         endpoint: the endpoint it really bound (a random port resolved).
         pid: its process id.
         log_path: its stderr log file.
+        owns_log: the log is a temporary file of ours: removed once the daemon has exited
+            cleanly (its text stays readable through :meth:`log`), kept after a failure.
     """
 
-    def __init__(self, proc, endpoint, log_path):
+    def __init__(self, proc, endpoint, log_path, owns_log=False):
         self.proc = proc
         self.endpoint = endpoint
         self.pid = proc.pid
         self.log_path = log_path
+        self.owns_log = owns_log
+        self._kept_log = None
 
     @property
     def returncode(self):
@@ -43,6 +47,9 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.owns_log and self.proc.returncode == 0 and self._kept_log is None:
+            self._kept_log = self.log()
+            Path(self.log_path).unlink(missing_ok=True)
         return self.proc.returncode
 
     def kill(self):
@@ -53,6 +60,8 @@ class DaemonProcess:
 
     def log(self):
         """What the daemon logged so far."""
+        if self._kept_log is not None:
+            return self._kept_log
         try:
             return Path(self.log_path).read_text(errors="replace")
         except OSError:
@@ -93,7 +102,8 @@ def start_daemon(outs, *, bind="tcp://127.0.0.1:*", args=(), timeout_s=120, serv
     """
     if isinstance(outs, (str, os.PathLike)):
         outs = [outs]
-    if log_path is None:
+    owns_log = log_path is None
+    if owns_log:
         fd, log_path = tempfile.mkstemp(prefix="partnner-cloud-", suffix=".log")
         os.close(fd)
     cmd = [sys.executable, "-m", "partnner_tf.cli", "cloud", "serve", *map(str, outs), "--bind", bind, *args]
@@ -105,7 +115,7 @@ def start_daemon(outs, *, bind="tcp://127.0.0.1:*", args=(), timeout_s=120, serv
     threading.Thread(target=_read_ready, args=(proc, found, done), daemon=True).start()
     deadline = time.monotonic() + timeout_s
     done.wait(timeout_s)
-    daemon = DaemonProcess(proc, found[0] if found else None, log_path)
+    daemon = DaemonProcess(proc, found[0] if found else None, log_path, owns_log)
     if not found:
         daemon.kill()
         what = f"exited with code {proc.returncode}" if proc.returncode is not None else f"was not ready in {timeout_s} s"

@@ -167,3 +167,16 @@ def test_finite_input_check_covers_float16_boundary():
         check_finite([np.array([1.0, np.inf], np.float16)])
     assert info.value.code == "bad_value"
     check_finite([np.array([1, 2], np.int8), np.zeros(3, np.float32)])
+
+
+def test_a_clean_exit_removes_the_temporary_log_and_a_crash_keeps_it(out):
+    from pathlib import Path
+
+    with start_daemon(out) as d:
+        pass
+    assert d.returncode == 0 and not Path(d.log_path).exists()
+    assert "serving" in d.log()  # still readable
+    d = start_daemon(out)
+    d.kill()
+    assert Path(d.log_path).exists(), "a crashed daemon's log is kept for its reader"
+    Path(d.log_path).unlink()
