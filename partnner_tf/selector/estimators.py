@@ -32,6 +32,7 @@ class LinkEstimator:
         self.alpha = alpha
         self.keep = keep
         self.window = window
+        self._forget = keep ** np.arange(window - 1, -1, -1)
         self.history = []  # (bytes, transfer_s) of recent completed transfers
         self.recent = []  # (side of the band, s/byte) of the last few transfers
         self.observed = 0
@@ -85,19 +86,21 @@ class LinkEstimator:
 
     def _fit_rtt(self, latest):
         h = np.array(self.history)
-        if len(h) >= 3 and h[:, 0].max() > 1.5 * h[:, 0].min():
-            w = self.keep ** np.arange(len(h) - 1, -1, -1) / h[:, 1] ** 2
-            X = np.stack([np.ones(len(h)), h[:, 0]], axis=1)
-            A = X.T @ (X * w[:, None])
-            b = X.T @ (w * h[:, 1])
-            try:
-                rtt, spb = np.linalg.solve(A, b)
-            except np.linalg.LinAlgError:
+        b, t = h[:, 0], h[:, 1]
+        if len(h) >= 3 and b.max() > 1.5 * b.min():
+            # t = rtt + b * s_per_byte by weighted least squares (relative errors, the latest
+            # weighing most), solved in closed form: it runs on every transfer.
+            w = self._forget[-len(h):] / t ** 2
+            s0, s1, s2 = w.sum(), (w * b).sum(), (w * b * b).sum()
+            t0, t1 = (w * t).sum(), (w * b * t).sum()
+            det = s0 * s2 - s1 * s1
+            if det <= 0:
                 return
+            rtt, spb = (s2 * t0 - s1 * t1) / det, (s0 * t1 - s1 * t0) / det
             if rtt >= 0 and spb > 0:
                 self.rtt = 0.7 * self.rtt + 0.3 * float(rtt)
         # The fixed part can never exceed the fastest transfer seen lately.
-        self.rtt = min(self.rtt, float(min(t for _, t in self.history)))
+        self.rtt = min(self.rtt, float(t.min()))
 
 
 class CostCurve:

@@ -1,0 +1,102 @@
+"""What the selector itself costs per frame, against the edge-only policy's selector and the
+model's own edge-only frame, on the real profiles' manifests (4-86 cuts) and synthetic ones.
+
+    .venv/bin/python benchmarks/selector_overhead.py [--frames 3000]
+
+Per frame the edge runtime calls ``choose``, ``hedge``, ``observe`` and ``likely_cuts`` (the
+preload hint); this loop does the same, on observations drawn from the profile's costs at the
+chosen cut (5% noise, a 20 Mbit/s link), so the selector follows its usual path. The figures are
+microseconds of this machine's CPU in a tight loop; inside the runtime, where each frame's
+interpreter run leaves the caches cold, they are about twice that, and a board's CPU runs Python
+several times slower. Results go to benchmarks/results/selector_overhead.md.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from partnner_tf.selector import Observation, make_selector
+from partnner_tf.sim_world import load_profile, profile_manifest, synthetic_manifest, synthetic_profile
+
+HERE = Path(__file__).resolve().parent
+POLICIES = ("edge", "neurosurgeon", "partnner")
+
+
+def manifests():
+    """(name, manifest, profile) for each real profile and two synthetic manifests."""
+    out = []
+    for p in sorted((HERE / "profiles").glob("*.json")):
+        prof = load_profile(p)
+        out.append((p.stem, profile_manifest(prof), prof))
+    for n in (6, 110):
+        m = synthetic_manifest(n, seed=n)
+        out.append((f"synthetic{n}", m, synthetic_profile(m, seed=n)))
+    return out
+
+
+def per_frame_us(manifest, prof, policy, frames, seed=0):
+    """Mean wall microseconds of one frame's selector calls, after a warm-up of 100 frames."""
+    edge_s = np.asarray(prof["edge"]["cut_s"], dtype=np.float64) * 10.0  # a board 10x slower
+    cloud_s = np.asarray(prof["cloud"]["cut_s"], dtype=np.float64)
+    nbytes = np.array([c.boundary_bytes for c in manifest.cuts], dtype=np.float64)
+    options = {"profile": prof} if policy == "neurosurgeon" else {}
+    sel = make_selector(policy, manifest, **options)
+    offer = getattr(sel, "offer_hedge", None)
+    if offer is not None:
+        offer()
+    noise = np.exp(np.random.default_rng(seed).normal(0.0, 0.05, (frames + 100, 2)))
+    E = manifest.edge_only
+
+    def frame(i):
+        c = sel.choose()
+        getattr(sel, "hedge", lambda cut: False)(c)
+        if c == E:
+            obs = Observation(cut=c, edge_s=edge_s[c] * noise[i, 0])
+        else:
+            obs = Observation(cut=c, edge_s=edge_s[c] * noise[i, 0], transfer_s=0.01 + nbytes[c] * 8 / 20e6 * noise[i, 1],
+                              cloud_s=cloud_s[c], bytes_sent=int(nbytes[c]))
+        sel.observe(obs)
+        getattr(sel, "likely_cuts", list)()
+
+    for i in range(100):
+        frame(i)
+    t0 = time.perf_counter()
+    for i in range(100, frames + 100):
+        frame(i)
+    return (time.perf_counter() - t0) / frames * 1e6
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=3000)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    rows = []
+    for name, m, prof in manifests():
+        us = {p: per_frame_us(m, prof, p, args.frames) for p in POLICIES}
+        frame_ms = prof["edge"]["cut_s"][m.edge_only] * 1e3
+        rows.append((name, len(m.cuts), us, frame_ms))
+        print(f"{name:>24} {len(m.cuts):>4} cuts  " + "  ".join(f"{p} {us[p]:6.1f} us" for p in POLICIES)
+              + f"  partnner/edge {us['partnner'] / us['edge']:5.1f}x  partnner / edge-only frame here "
+              f"{us['partnner'] / (frame_ms * 1e3):.2%}", flush=True)
+    lines = ["# Selector cost per frame", "",
+             f"`.venv/bin/python benchmarks/selector_overhead.py --frames {args.frames}`: microseconds of this "
+             "machine's CPU per frame for `choose` + `hedge` + `observe` + `likely_cuts`, in a tight loop "
+             "(inside the edge runtime about twice that: cold caches after each interpreter run).", "",
+             "| manifest | cuts | edge-only selector us | neurosurgeon us | partnner us | partnner / edge selector "
+             "| partnner / the model's edge-only frame on this host |", "|---|---|---|---|---|---|---|"]
+    for name, n, us, frame_ms in rows:
+        lines.append(f"| {name} | {n} | {us['edge']:.1f} | {us['neurosurgeon']:.1f} | {us['partnner']:.1f} | "
+                     f"{us['partnner'] / us['edge']:.0f}x | {us['partnner'] / (frame_ms * 1e3):.2%} of {frame_ms:.1f} ms |")
+    if not args.no_write:
+        out = HERE / "results" / "selector_overhead.md"
+        out.write_text("\n".join(lines) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
