@@ -1,5 +1,6 @@
 """What the selector itself costs per frame, against the edge-only policy's selector and the
-model's own edge-only frame, on the real profiles' manifests (4-86 cuts) and synthetic ones.
+model's own edge-only frame (as its profile measured it), on the real profiles' manifests (4-86
+cuts) and synthetic ones.
 
     .venv/bin/python benchmarks/selector_overhead.py [--frames 3000]
 
@@ -80,14 +81,14 @@ def main(argv=None):
         frame_ms = prof["edge"]["cut_s"][m.edge_only] * 1e3
         rows.append((name, len(m.cuts), us, frame_ms))
         print(f"{name:>24} {len(m.cuts):>4} cuts  " + "  ".join(f"{p} {us[p]:6.1f} us" for p in POLICIES)
-              + f"  partnner/edge {us['partnner'] / us['edge']:5.1f}x  partnner / edge-only frame here "
+              + f"  partnner/edge {us['partnner'] / us['edge']:5.1f}x  partnner / the profile's edge-only frame "
               f"{us['partnner'] / (frame_ms * 1e3):.2%}", flush=True)
     lines = ["# Selector cost per frame", "",
              f"`.venv/bin/python benchmarks/selector_overhead.py --frames {args.frames}`: microseconds of this "
              "machine's CPU per frame for `choose` + `hedge` + `observe` + `likely_cuts`, in a tight loop "
              "(inside the edge runtime about twice that: cold caches after each interpreter run).", "",
              "| manifest | cuts | edge-only selector us | neurosurgeon us | partnner us | partnner / edge selector "
-             "| partnner / the model's edge-only frame on this host |", "|---|---|---|---|---|---|---|"]
+             "| partnner / the model's edge-only frame in its profile |", "|---|---|---|---|---|---|---|"]
     for name, n, us, frame_ms in rows:
         lines.append(f"| {name} | {n} | {us['edge']:.1f} | {us['neurosurgeon']:.1f} | {us['partnner']:.1f} | "
                      f"{us['partnner'] / us['edge']:.0f}x | {us['partnner'] / (frame_ms * 1e3):.2%} of {frame_ms:.1f} ms |")
