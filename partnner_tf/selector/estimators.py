@@ -127,6 +127,7 @@ class CostCurve:
         self._predicted = (None, None)
         self._shape = (None, None)  # the level-free pieces of the curve, per version
         self._known = None  # the observed cuts (and a zero_at stand-in), in MAC order
+        self._zero_stand_in = False  # whether _known holds zero_at unobserved, at cost 0
         self._rate = self._unobserved = (None, None)
         self._run = []  # the ratios of the current run of outliers
         self._recent = [[] for _ in range(self.n)]  # each cut's latest costs / level
