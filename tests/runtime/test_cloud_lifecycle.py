@@ -70,12 +70,12 @@ def _collect(raw, n, timeout_s):
     return replies
 
 
-def test_same_client_survives_kill_and_restart(out, ref):
+def test_same_client_survives_kill_and_restart(out, ref, tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     x = ref.frame(1)
     want = ref.expected(x)
     with CloudClient(endpoint) as client:
-        with start_daemon(out, bind=endpoint) as d:
+        with start_daemon(out, bind=endpoint, log_path=tmp_path / "killed.log") as d:  # its log is kept
             assert_close(client.infer(ref.manifest.name, 0, [x], timeout_s=10).outputs, want)
             d.kill()
         with pytest.raises(CloudTimeout):

@@ -16,10 +16,10 @@ N_FRAMES = 300
 KILL_AT, RESTART_AT = 80, 140
 
 
-def test_sigkill_mid_stream_loses_no_frame(residual_out):
+def test_sigkill_mid_stream_loses_no_frame(residual_out, tmp_path):
     x = np.random.default_rng(7).random((N_FRAMES, 8, 8, 3), dtype=np.float32)
     ref = keras_reference(residual_out, x)
-    d = start_daemon([residual_out])
+    d = start_daemon([residual_out], log_path=tmp_path / "killed.log")  # killed: its log is kept
     endpoint = d.endpoint
     results = []
     try:
@@ -30,7 +30,7 @@ def test_sigkill_mid_stream_loses_no_frame(residual_out):
                 if i == KILL_AT:
                     d.kill()
                 elif i == RESTART_AT:
-                    d = start_daemon([residual_out], bind=endpoint)
+                    d = start_daemon([residual_out], bind=endpoint, log_path=tmp_path / "restarted.log")
                     assert rt.link.wait_up(30), "the runtime never saw the restarted daemon"
             downs = rt.link.downs
     finally:
