@@ -247,8 +247,10 @@ class CostCurve:
             if self._zero_stand_in:
                 vals[np.isnan(vals)] = 0.0  # zero_at, not observed: no MACs, no cost
             vals = np.maximum.accumulate(vals)
-            top_x, top_v, first_x = xs[-1], vals[-1], xs[0]
-            if first_x > 0:
+            top_x, top_v = xs[-1], vals[-1]
+            # Monotone bound: a cut costs at least what its nearest observed smaller neighbour costs.
+            lower = np.concatenate(([0.0], vals))[np.searchsorted(xs, self._xs, side="right")]
+            if xs[0] > 0:
                 # Below the smallest anchor: its cost per MAC, down to nothing at no MACs.
                 xs, vals = np.concatenate(([0.0], xs)), np.concatenate(([0.0], vals))
             base = np.interp(self._xs, xs, vals)  # flat (the top anchor's cost) beyond it
@@ -257,10 +259,6 @@ class CostCurve:
             # A small workload's cost is mostly fixed overhead: its per-MAC figure would price
             # far bigger ones many times too high. Beyond it, no dearer than the prior.
             small = bool(top_x < 0.5 * self.x.max())
-            # Monotone bound: a cut costs at least what its nearest observed smaller neighbour costs.
-            steps = np.concatenate(([0.0], vals[1:] if first_x > 0 else vals))
-            known_xs = xs[1:] if first_x > 0 else xs
-            lower = steps[np.searchsorted(known_xs, self._xs, side="right")]
             pieces = (base, dx, own, small, lower)
         self._shape = (self.version, pieces)
         return pieces
