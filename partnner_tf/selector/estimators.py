@@ -54,7 +54,7 @@ class LinkEstimator:
         # noticed on its first transfer). The rtt fit keeps its history: propagation persists.
         fresh = self.observed == 0 or trust or self.since >= STALE
         self.history = (self.history + [(nbytes, transfer_s)])[-self.window:]
-        self._fit_rtt(transfer_s)
+        self._fit_rtt()
         wire = max(transfer_s - self.rtt, 0.05 * transfer_s)
         share = wire / transfer_s  # how much the bytes explain: little for a tiny payload
         y = wire / nbytes
@@ -84,7 +84,7 @@ class LinkEstimator:
         self.timeouts += 1
         self.since = 0
 
-    def _fit_rtt(self, latest):
+    def _fit_rtt(self):
         h = np.array(self.history)
         b, t = h[:, 0], h[:, 1]
         if len(h) >= 3 and b.max() > 1.5 * b.min():
