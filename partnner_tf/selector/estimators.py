@@ -254,6 +254,11 @@ class CostCurve:
                 # Below the smallest anchor: its cost per MAC, down to nothing at no MACs.
                 xs, vals = np.concatenate(([0.0], xs)), np.concatenate(([0.0], vals))
             base = np.interp(self._xs, xs, vals)  # flat (the top anchor's cost) beyond it
+            # An observed cut costs what it was seen to cost: real prefixes and suffixes are not
+            # monotone in MACs (an elementwise layer, a pad the converter leaves unfused), and
+            # a neighbour's cost must not hide a cut that is cheaper than its MACs suggest.
+            seen = ~np.isnan(self.anchor)
+            base[seen] = self.anchor[seen]
             dx = np.maximum(self._xs - top_x, 0.0)
             own = top_v / top_x if top_x > 0 and top_v > 0 else None
             # A small workload's cost is mostly fixed overhead: its per-MAC figure would price

@@ -194,7 +194,8 @@ class Partnner(Selector):
         if not 0 <= c < len(self.bytes):
             raise PartnnerError(f"observation for cut {c}: model {self.manifest.name!r} has cuts 0..{len(self.bytes) - 1}")
         self.last_seen[c] = self.frames
-        if obs.edge_s > 0 and (self.pmacs[c] > 0 or c == self.E):
+        # A prefix of no MACs (a pad, a rescaling) still costs time: only cloud-only has none.
+        if obs.edge_s > 0 and c != self.edge.zero_at:
             self.edge.observe(c, obs.edge_s)
         if obs.edge_only_s:
             self.edge.observe(self.E, obs.edge_only_s)
@@ -209,9 +210,9 @@ class Partnner(Selector):
             probe = self.exploring is not None and self.exploring[0] == c and self.exploring[2]
             # A probe is the only news of a link unseen for a while: believe it outright.
             self.link.observe(nbytes, obs.transfer_s, trust=probe)
-            if self.smacs[c] > 0:
-                # Queueing and slower compute both scale with load: one level covers both.
-                self.cloud.observe(c, obs.cloud_s)
+            # Queueing and slower compute both scale with load: one level covers both. A suffix
+            # of no MACs still has the server's own overhead.
+            self.cloud.observe(c, obs.cloud_s)
         if self.exploring is not None and self.exploring[0] == c:
             spent = obs.edge_s + obs.transfer_s + obs.cloud_s
             if obs.timed_out and not obs.edge_only_s:

@@ -243,3 +243,38 @@ def test_the_start_allowance_fades_when_the_start_needs_no_exploring():
     run_policy(w, "partnner", 80, seed=1, selector=sel)
     est, _ = sel.estimates()
     assert sel.tokens <= 2.0 * est.min() + 1e-9
+
+
+def test_an_observed_cut_keeps_its_own_cost_where_costs_are_not_monotone_in_macs():
+    """Real suffixes are not monotone in MACs (an elementwise layer, an unfused pad): a cut seen
+    to be cheap must not be priced like a neighbour with fewer MACs that cost more."""
+    from partnner_tf.selector.estimators import CostCurve
+
+    curve = CostCurve([0.0, 10.0, 20.0, 30.0], zero_at=0)
+    curve.observe(1, 0.050)
+    curve.observe(2, 0.020)
+    est, low = curve.predict(1e-9)
+    assert est[2] == pytest.approx(0.020) and est[1] == pytest.approx(0.050)
+    assert low[3] >= 0.050  # unobserved cuts keep the monotone bound
+
+
+def test_a_prefix_of_no_macs_is_still_timed():
+    """A cut right after a pad or a rescaling has no prefix MACs but costs edge time: partnner
+    must learn that cost and not settle on it as if it were free (cloud-only is best here)."""
+    from partnner_tf.sim_world import make_world, manifest_from_table
+
+    cuts = [{"boundary_bytes": 602112, "prefix_macs": 0, "suffix_macs": 4_000_000_000},
+            {"boundary_bytes": 602112, "prefix_macs": 0, "suffix_macs": 4_000_000_000},
+            {"boundary_bytes": 802816, "prefix_macs": 100_000_000, "suffix_macs": 3_900_000_000},
+            {"boundary_bytes": 0, "prefix_macs": 4_000_000_000, "suffix_macs": 0}]
+    profile = {"format": "partnner-profile", "version": 1, "model": "padded", "cuts": cuts,
+               # cut 1: the pad takes 30 ms on the edge and saves the cloud 10 ms
+               "edge": {"threads": 1, "cut_s": [0.0, 0.030, 0.060, 2.0]},
+               "cloud": {"cut_s": [0.050, 0.040, 0.040, 0.0]}}
+    w = make_world(profile, manifest_from_table("padded", cuts), uplink=constant(400e6), rtt_s=0.01, noise=0.03)
+    assert int(np.argmin(w.expected(0.0))) == 0
+    sel = make_selector("partnner", w.manifest)
+    run = run_policy(w, "partnner", 200, seed=1, selector=sel)
+    if 1 in run.cut:
+        assert sel.edge.count[1] > 0, "cut 1's prefix time was seen and learnt"
+    assert np.mean(run.cut[-100:] == 0) > 0.9, np.bincount(run.cut[-100:])
