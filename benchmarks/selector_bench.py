@@ -1,17 +1,20 @@
 """Selector benchmark: partnner against the per-frame oracle, the best static cut and Neurosurgeon.
 
-    .venv/bin/python benchmarks/selector_bench.py [--quick] [--frames 1500] [--worlds 24]
+    .venv/bin/python benchmarks/selector_bench.py [--quick] [--frames 1500] [--worlds 24] [--seeds 0,7,13]
 
 Worlds are drawn at random (seeded) from the real profiles in benchmarks/profiles/ (plus
 synthetic ones): edges 1.5-20x slower than the profiled machine, clouds 1-20x faster, the real
 cellular traces scaled 0.3-8x, RTT 5-80 ms, cloud load steps of 3-12x, edge slowdowns. Worlds
 are split in two: "tune" (MobileNetV2 and synthetic profiles, the LTE traces) and "held-out"
-(the other profiles and the 3G traces), which the policy was not tuned on. Writes
-benchmarks/results/selector_bench.md.
+(the other profiles and the 3G traces), which the policy was not tuned on. Each seed draws
+another set of worlds: seed 0 is the one the policy was tuned on, the others check it on worlds
+it has not seen. Writes benchmarks/results/selector_bench.md.
 """
 
 import argparse
 import math
+import os
+from concurrent.futures import ProcessPoolExecutor
 import sys
 import time
 from pathlib import Path
@@ -135,13 +138,14 @@ GOALS = [("gmean_vs_oracle", "<=", 1.08), ("worst_vs_oracle", "<=", 1.35), ("wor
 
 def report(summaries, rows_by, args, wall):
     lines = ["# Selector benchmark", "",
-             f"Command: `.venv/bin/python benchmarks/selector_bench.py --frames {args.frames} --worlds {args.worlds}`"
-             f" (seed {args.seed}); {wall:.0f} s wall.", "",
+             f"Command: `.venv/bin/python benchmarks/selector_bench.py --frames {args.frames} --worlds {args.worlds}"
+             f" --seeds {args.seeds}`; {wall:.0f} s wall.", "",
              "Per-frame oracle: the best cut under each frame's true, noise-free conditions. Best static: the fixed",
              "cut with the lowest mean in hindsight. Recovery: frames after a step change of bandwidth or load until",
              "the chosen cut is within 10% of the oracle's for 3 frames in a row. Convergence: wall time from",
              "power-on until the same holds, Neurosurgeon's profiling of the board included; the ratio is",
-             "Neurosurgeon's time over partnner's (step worlds, whose conditions start steady).", "",
+             "Neurosurgeon's time over partnner's (step worlds, whose conditions start steady). Each seed draws",
+             "its own worlds (seed 0: the ones the policy was tuned on); \"all\" pools every seed's worlds.", "",
              "| split | worlds | mean/oracle (geo) | worst mean/oracle | worst mean/best static | geo mean/best static "
              "| recovery max (mean) frames | recoveries >10 | cold-start speed-up vs Neurosurgeon geo (min) "
              "| Neurosurgeon mean/oracle (geo) | best static/oracle (geo) |",
@@ -170,30 +174,44 @@ def report(summaries, rows_by, args, wall):
     return "\n".join(lines) + "\n"
 
 
+def _split(task):
+    """One split of one seed: (label, rows) (run in a worker process)."""
+    label, held, seed, worlds, frames = task
+    return label, seed, measure(make_worlds(worlds, seed + (1000 if held else 0), held), frames, seed)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=1500)
     ap.add_argument("--worlds", type=int, default=24, help="worlds per split")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="8 worlds per split, 800 frames")
+    ap.add_argument("--seeds", default="0,7,13", help="comma-separated seeds, each its own worlds")
+    ap.add_argument("--quick", action="store_true", help="8 worlds per split, 800 frames, seed 0")
     ap.add_argument("--split", choices=["tune", "held-out", "both"], default="both")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
-        args.frames, args.worlds = 800, 8
+        args.frames, args.worlds, args.seeds = 800, 8, "0"
+    seeds = [int(x) for x in args.seeds.split(",")]
     t0 = time.perf_counter()
+    tasks = [(label, held, seed, args.worlds, args.frames) for label, held in (("tune", False), ("held-out", True))
+             if args.split in ("both", label) for seed in seeds]
+    with ProcessPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
+        results = list(pool.map(_split, tasks))
     summaries, rows_by = [], {}
-    for label, held, seed in (("tune", False, args.seed), ("held-out", True, args.seed + 1000)):
-        if args.split not in ("both", label):
-            continue
-        rows = measure(make_worlds(args.worlds, seed, held), args.frames, args.seed)
-        rows_by[label] = rows
-        s = summarize(rows, label)
-        summaries.append(s)
-        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()}, flush=True)
-        for r in sorted(rows, key=lambda r: -r["vs_oracle"])[:4]:
-            print(f"   worst: {r['world']} vs_oracle={r['vs_oracle']:.3f} vs_static={r['vs_static']:.3f} "
-                  f"rec={r['recovery']} conv={r['conv_p']:.2f}/{r['conv_ns']:.2f}")
+    for label in ("tune", "held-out"):
+        mine = [(seed, rows) for lab, seed, rows in results if lab == label]
+        groups = [(f"{label} s{seed}", rows) for seed, rows in mine]
+        if len(mine) > 1:
+            groups.append((f"{label} all", [r for _, rows in mine for r in rows]))
+        for name, rows in groups:
+            s = summarize(rows, name)
+            summaries.append(s)
+            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()}, flush=True)
+        for seed, rows in mine:
+            rows_by[f"{label} s{seed}"] = rows
+            for r in sorted(rows, key=lambda r: -r["vs_oracle"])[:3]:
+                print(f"   worst s{seed}: {r['world']} vs_oracle={r['vs_oracle']:.3f} vs_static={r['vs_static']:.3f} "
+                      f"rec={r['recovery']} conv={r['conv_p']:.2f}/{r['conv_ns']:.2f}")
     wall = time.perf_counter() - t0
     if not args.no_write:
         out = HERE / "results" / "selector_bench.md"
