@@ -12,6 +12,8 @@ OUTLIERS = 2
 HISTORY = 8
 #: The link is bursty: only this many transfers in a row outside the band are a change.
 SUSTAIN = 3
+#: The rtt is refitted only while the last this many transfers have payloads of different sizes.
+FIT_RECENT = 16
 #: A link unseen for this many frames may be another link now: the next transfer is believed.
 STALE = 3
 
@@ -66,6 +68,8 @@ class LinkEstimator:
             # A sustained shift, not a burst: restart from the recent figures.
             self.s_per_byte = float(np.median([v for _, v in self.recent]))
             self.recent = []
+            # The transfers before the shift crossed another link: the rtt fit starts afresh.
+            self.history = self.history[-SUSTAIN:]
         else:
             # The mean (not the median): a bursty link's expected transfer includes its bursts.
             a = self.alpha * max(share, 0.1)
@@ -87,7 +91,11 @@ class LinkEstimator:
     def _fit_rtt(self):
         h = np.array(self.history)
         b, t = h[:, 0], h[:, 1]
-        if len(h) >= 3 and b.max() > 1.5 * b.min():
+        recent = b[-FIT_RECENT:]
+        # Only payloads of different sizes sent lately tell the split: when the policy has
+        # settled on one cut, the sizes in the window are old, maybe from another link (a step
+        # of bandwidth), and a line through them and today's transfers puts the rtt anywhere.
+        if len(h) >= 3 and recent.max() > 1.5 * recent.min():
             # t = rtt + b * s_per_byte by weighted least squares (relative errors, the latest
             # weighing most), solved in closed form: it runs on every transfer.
             w = self._forget[-len(h):] / t ** 2

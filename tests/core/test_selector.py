@@ -278,3 +278,22 @@ def test_a_prefix_of_no_macs_is_still_timed():
     if 1 in run.cut:
         assert sel.edge.count[1] > 0, "cut 1's prefix time was seen and learnt"
     assert np.mean(run.cut[-100:] == 0) > 0.9, np.bincount(run.cut[-100:])
+
+
+def test_the_rtt_is_not_refitted_across_a_bandwidth_step_from_one_payload_size():
+    """Explorations of two payload sizes, then a settled stretch of one size, then a step of
+    bandwidth: a line through the old sizes and the new times would put the rtt near zero and
+    price bigger payloads far too high (seen in the selector bench, MobileNetV2 96x96)."""
+    from partnner_tf.selector.estimators import LinkEstimator
+
+    link, rtt = LinkEstimator(), 0.010
+    for i in range(10):
+        b = 9216 if i % 2 else 5760
+        link.observe(b, rtt + b * 8 / 10e6)
+    for _ in range(20):
+        link.observe(5760, rtt + 5760 * 8 / 10e6)
+    for _ in range(40):
+        link.observe(5760, rtt + 5760 * 8 / 100e6)
+    assert link.rtt > 0.6 * rtt, link.rtt
+    true = rtt + 18432 * 8 / 100e6
+    assert float(link.predict(18432)) < 1.5 * true, (float(link.predict(18432)), true)
