@@ -68,8 +68,6 @@ class LinkEstimator:
             # A sustained shift, not a burst: restart from the recent figures.
             self.s_per_byte = float(np.median([v for _, v in self.recent]))
             self.recent = []
-            # The transfers before the shift crossed another link: the rtt fit starts afresh.
-            self.history = self.history[-SUSTAIN:]
         else:
             # The mean (not the median): a bursty link's expected transfer includes its bursts.
             a = self.alpha * max(share, 0.1)
