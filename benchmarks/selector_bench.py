@@ -14,9 +14,9 @@ it has not seen. Writes benchmarks/results/selector_bench.md.
 import argparse
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +175,7 @@ def report(summaries, rows_by, args, wall):
 
 
 def _split(task):
-    """One split of one seed: (label, rows) (run in a worker process)."""
+    """One split of one seed: (label, seed, rows) (run in a worker process)."""
     label, held, seed, worlds, frames = task
     return label, seed, measure(make_worlds(worlds, seed + (1000 if held else 0), held), frames, seed)
 
