@@ -32,9 +32,8 @@ class LinkEstimator:
         self.s_per_byte = 8.0 / bps
         self.rtt = rtt_s
         self.alpha = alpha
-        self.keep = keep
         self.window = window
-        self._forget = keep ** np.arange(window - 1, -1, -1)
+        self._forget = keep ** np.arange(window - 1, -1, -1)  # the rtt fit's weights by age
         self.history = []  # (bytes, transfer_s) of recent completed transfers
         self.recent = []  # (side of the band, s/byte) of the last few transfers
         self.observed = 0
