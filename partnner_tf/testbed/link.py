@@ -13,8 +13,8 @@ import collections
 import json
 import math
 import os
-import signal
 import socket
+import stat
 import sys
 import time
 
@@ -30,8 +30,6 @@ _BLOCK = 8192
 _TICK_S = 0.001
 #: Bytes a direction reads ahead before it stops reading (and the sender's TCP window fills).
 _MAX_QUEUED = 8 << 20
-#: Stops the relay's link time; the next signal number starts it again.
-PAUSE_SIGNAL = signal.SIGRTMIN
 
 
 def parse_schedule(spec):
@@ -203,7 +201,7 @@ class Relay:
             self._resumed.set()
 
     def restart_clock(self):
-        """Link time 0 is now, for every connection (called on SIGUSR1 when a run really starts)."""
+        """Link time 0 is now, for every connection (the parent's "restart" when a run really starts)."""
         self._m0 = time.monotonic()
         self.t0 = time.time()
         if self._paused_at is not None:
@@ -344,10 +342,8 @@ def main(argv=None):
 
     async def run():
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGUSR1, relay.restart_clock)
-        # Real-time signals queue (a pause and a resume sent close together both arrive).
-        loop.add_signal_handler(PAUSE_SIGNAL, relay.pause)
-        loop.add_signal_handler(PAUSE_SIGNAL + 1, relay.resume)
+        if stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
+            loop.create_task(_commands(relay, loop))
         if a.stats:
             asyncio.get_running_loop().create_task(_stats_loop(relay, a.stats))
         await relay.serve(a.port, ready)
@@ -357,6 +353,22 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     return 0
+
+
+async def _commands(relay, loop):
+    """The parent's clock commands, a line each on stdin, applied in the order sent. (Signals
+    were not: a pause sent right before a resume could land after it, and leave the link
+    stopped through the next turn, its frame in flight timing out.)"""
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    actions = {b"restart": relay.restart_clock, b"pause": relay.pause, b"resume": relay.resume}
+    while line := await reader.readline():
+        act = actions.get(line.strip())
+        if act is None:
+            print(f"link relay: unknown command {line.strip()!r} (expected restart, pause or resume)",
+                  file=sys.stderr, flush=True)
+        else:
+            act()
 
 
 class LinkProcess:
@@ -380,7 +392,7 @@ class LinkProcess:
             cmd += ["--stats", str(stats)]
         import subprocess
 
-        self.proc = procs.spawn(cmd, stdout=subprocess.PIPE)
+        self.proc = procs.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             # The link must keep time when the host is busy; it needs little CPU, so a higher
             # priority costs the others little (root only; otherwise it runs at the default).
@@ -394,15 +406,22 @@ class LinkProcess:
 
     def restart_clock(self):
         """Start the schedules over from link time 0 now (the edge is about to send its first frame)."""
-        self.proc.send_signal(signal.SIGUSR1)
+        self._command(b"restart")
         self.t0 = time.time()
 
     def pause(self):
         """Stop link time until :meth:`resume` (data in flight waits with it)."""
-        self.proc.send_signal(PAUSE_SIGNAL)
+        self._command(b"pause")
 
     def resume(self):
-        self.proc.send_signal(PAUSE_SIGNAL + 1)
+        self._command(b"resume")
+
+    def _command(self, word):
+        try:
+            self.proc.stdin.write(word + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise EmulationError(f"the link relay (pid {self.proc.pid}) is gone; exit code {self.proc.poll()}") from None
 
     def stop(self):
         procs.terminate(self.proc)
