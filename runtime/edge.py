@@ -374,7 +374,10 @@ class EdgeRuntime:
         return min(max(float(d), o["min_deadline_s"]), o["max_deadline_s"])
 
     def _prefetch(self, cut):
-        """Queue loads of the cuts the next frames may ask for: neighbours and the selector's hints."""
+        """Queue loads of the cuts the next frames may ask for: neighbours and the selector's hints.
+        A fixed cut needs none (its fallback runs edge-only, which is always loaded)."""
+        if not getattr(self.selector, "adaptive", True):
+            return
         r = self.options["prefetch_radius"]
         likely = getattr(self.selector, "likely_cuts", None)
         hinted = list(likely()) if likely is not None else []

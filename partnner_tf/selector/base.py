@@ -40,6 +40,8 @@ class Selector:
     """Base class: ``choose()`` the next cut, ``observe()`` what it did."""
 
     name = "selector"
+    #: False for a selector that never changes its cut: the runtime then loads no neighbours.
+    adaptive = True
 
     def __init__(self, manifest):
         self.manifest = manifest

@@ -8,6 +8,7 @@ class FixedCut(Selector):
     """Always the same cut."""
 
     name = "fixed"
+    adaptive = False
 
     def __init__(self, manifest, cut):
         super().__init__(manifest)

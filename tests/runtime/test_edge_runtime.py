@@ -226,6 +226,17 @@ def test_swaps_never_load_in_a_frame_after_the_first(residual_out, daemon, frame
     assert sel.seen == [r.cut for r in results]
 
 
+def test_a_fixed_cut_loads_no_neighbours(residual_out, daemon, frames, reference):
+    # A fixed cut never runs another one: only it and the edge-only fallback are loaded.
+    cut = _n_cuts(residual_out) // 2
+    with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector=f"fixed:{cut}") as rt:
+        results = [rt.infer(frames[k % len(frames)]) for k in range(4)]
+        rt.settle()
+        stats = dict(rt.cache.stats)
+    assert [r.cut for r in results] == [cut] * 4
+    assert stats["prefetched"] == 0 and stats["misses"] == 2, stats
+
+
 def test_top_level_cli_lists_edge_run():
     from partnner_tf.cli import cli
 
