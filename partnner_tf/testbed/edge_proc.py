@@ -128,9 +128,24 @@ def main(argv=None):
         return _serve(runtime, frames, a, log)
 
 
+#: A turn goes on this long past its budget while the cloud link is down (see _turn_goes_on).
+PROBE_WAIT_S = 10.0
+
+
+def _turn_goes_on(runtime, ran, limit, elapsed_s, budget_s):
+    """Whether a turn runs another frame: within its frames and seconds, or while the cloud link
+    is down (for up to PROBE_WAIT_S more). The runtime's probe pings in wall time, and a link
+    paused for another process's turn would answer none of them; alone, the frames would go on
+    edge-only until one is answered, and so they do here."""
+    if ran < limit and elapsed_s < budget_s:
+        return True
+    down = runtime.link is not None and not runtime.link.is_up
+    return down and elapsed_s < budget_s + PROBE_WAIT_S
+
+
 def _serve(runtime, frames, a, log):
-    """Run frames as stdin says: "go" runs them all; "step K S" runs up to K frames or S seconds,
-    waits for any work still running beside them, and answers ``{"ran": n, "done": bool}``.
+    """Run frames as stdin says: "go" runs them all; "step K S" runs up to K frames or S seconds
+    (longer while the cloud link is down), waits for any work still running beside them, and answers ``{"ran": n, "done": bool}``.
 
     Steps let the testbed run several edge processes in turns on one host, so that all of them
     see the same stretches of the host's speed; ``wall`` and ``--duration-s`` count the time of
@@ -147,7 +162,7 @@ def _serve(runtime, frames, a, log):
             print(json.dumps({"error": f"expected 'go' or 'step K S', received {line.strip()!r}"}), flush=True)
             continue
         t0, ran = time.monotonic(), 0
-        while ran < limit and done < a.frames and time.monotonic() - t0 < budget_s:
+        while done < a.frames and _turn_goes_on(runtime, ran, limit, time.monotonic() - t0, budget_s):
             if a.duration_s and active + time.monotonic() - t0 > a.duration_s:
                 done = a.frames
                 break
