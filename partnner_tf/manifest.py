@@ -109,6 +109,14 @@ class Manifest:
         return next((c.id for c in self.cuts if c.is_cloud_only), None)
 
     @property
+    def result_bytes(self):
+        """Bytes of the model's outputs (what the cloud sends back), or None if not recorded."""
+        outs = self.raw.get("model", {}).get("outputs")
+        if not outs:
+            return None
+        return sum(TensorSpec(o["name"], tuple(d or 1 for d in o["shape"]), o["dtype"]).nbytes for o in outs)
+
+    @property
     def on_board(self):
         """Ids of the cuts whose files are here: a bundle's ``bundle.cuts``, else every cut."""
         return self.board_cuts if self.board_cuts is not None else tuple(c.id for c in self.cuts)

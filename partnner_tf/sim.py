@@ -4,6 +4,9 @@ Every policy sees the same noise for the same frame index (common random numbers
 differences are the policies' own. The per-frame oracle picks, for each frame, the cut that is
 best under the true, noise-free conditions at that moment; the best static cut in hindsight is
 the fixed cut with the lowest mean, all fixed cuts simulated in lockstep.
+
+Like the edge runtime, a frame whose cloud leg misses its deadline is finished on the edge, and
+the link is then down: frames run edge-only until a ping is answered (:func:`link_up_at`).
 """
 
 import csv
@@ -19,6 +22,13 @@ from partnner_tf.selector import Observation, make_selector
 DEFAULT_DEADLINE_S = 1.0
 MIN_DEADLINE_S = 0.02
 MAX_DEADLINE_S = 10.0
+#: The edge runtime's link probe (runtime/link.py): after a request times out, frames run
+#: edge-only while a ping goes out every backoff (doubling up to the largest), each given
+#: PROBE_TIMEOUT_S, until one is answered. A ping is a few dozen bytes on the wire.
+PROBE_TIMEOUT_S = 0.5
+BACKOFF_S = (0.05, 2.0)
+PING_BYTES = 64
+MAX_PROBES = 2000
 #: "Within 10% of the oracle" must hold this many frames in a row to count as converged.
 STAY = 3
 WITHIN = 1.10
@@ -61,6 +71,31 @@ def _deadline(selector, cut):
     return min(max(float(d), MIN_DEADLINE_S), MAX_DEADLINE_S)
 
 
+def link_up_at(world, t_fail, busy_until):
+    """When the runtime's probe finds the link up again after a request failed at ``t_fail``.
+
+    The abandoned payload still crosses the uplink until ``busy_until``, and the pings queue
+    behind it. Returns inf if no ping is ever answered.
+    """
+    delay, t = BACKOFF_S[0], t_fail
+    for _ in range(MAX_PROBES if np.isfinite(busy_until) else 0):
+        t += delay
+        sent = max(t, busy_until)
+        arrived = sent + world.uplink.transfer_time(world.trace_offset_s + sent, PING_BYTES)
+        if not np.isfinite(arrived):  # the link never carries another byte
+            return np.inf
+        if arrived + world.rtt_s - t <= PROBE_TIMEOUT_S:
+            return arrived + world.rtt_s
+        busy_until = max(busy_until, arrived)
+        t += PROBE_TIMEOUT_S
+        delay = min(2 * delay, BACKOFF_S[1])
+    return np.inf
+
+
+def _upload_s(world, t, cut):
+    return float(world.uplink.transfer_time(world.trace_offset_s + t, world.bytes[cut]))
+
+
 def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **options):
     """Simulate ``frames`` frames of ``policy`` (a name, or "oracle") in ``world``."""
     z = noise_table(world, frames, seed)
@@ -78,10 +113,13 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **opt
     if offer is not None:
         offer()  # like the edge runtime: it runs hedged frames
     hedge_end, news = -np.inf, None  # a hedge the cloud beat: when it ends, its edge-only time
+    up_at = -np.inf  # after a timeout the link is down, and frames run edge-only, until then
     t = 0.0
     for i in range(frames):
         exp_all = world.expected(t)
         c = int(np.argmin(exp_all)) if oracle else int(selector.choose())
+        if t < up_at and not world.is_edge[c]:
+            c = world.edge_cut
         e, n, k = (float(v[0]) for v in world.components(t, [c], z[i]))
         timed_out = False
         hedged = not oracle and not world.is_edge[c] and selector.hedge(c)
@@ -107,6 +145,7 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **opt
                 fallback = e_full * world.slow(t) * z[i, 0]
                 total, obs = e + d + fallback, Observation(
                     cut=c, edge_s=e, transfer_s=d, bytes_sent=int(world.bytes[c]), timed_out=True)
+                up_at = link_up_at(world, t + e + d, t + e + _upload_s(world, t + e, c))
             else:
                 total, obs = e + n + k, Observation(
                     cut=c, edge_s=e, transfer_s=n, cloud_s=k, bytes_sent=int(world.bytes[c]))
@@ -136,14 +175,19 @@ def run_static(world, frames, seed=0):
     tot = np.zeros(n_cuts)
     cuts = np.arange(n_cuts)
     e_full = world.edge_s[world.edge_cut]
+    up_at = np.full(n_cuts, -np.inf)
     for i in range(frames):
         e = world.edge_s * world.slow(t) * z[i, 0]
         up = world.uplink.transfer_time(world.trace_offset_s + t + e, world.bytes)
         n = (up + world.rtt_s + world.down_s) * z[i, 1]
         k = world.cloud_s * world.load(t) * z[i, 2]
-        late = (n + k > DEFAULT_DEADLINE_S) & ~world.is_edge
-        lat = np.where(world.is_edge, e, np.where(late, e + DEFAULT_DEADLINE_S + e_full * world.slow(t) * z[i, 0],
-                                                  e + n + k))
+        down = (t < up_at) & ~world.is_edge
+        late = (n + k > DEFAULT_DEADLINE_S) & ~world.is_edge & ~down
+        fallback = e_full * world.slow(t) * z[i, 0]
+        lat = np.where(world.is_edge, e, np.where(down, fallback, np.where(
+            late, e + DEFAULT_DEADLINE_S + fallback, e + n + k)))
+        for c in np.flatnonzero(late):
+            up_at[c] = link_up_at(world, t[c] + e[c] + DEFAULT_DEADLINE_S, t[c] + e[c] + up[c])
         tot += lat
         t += lat
     return tot / frames, cuts

@@ -36,6 +36,8 @@ def _uplink(trace, trace_scale, bandwidth, bandwidth_steps):
 @click.option("--trace-offset", type=float, default=0.0, show_default=True, help="Start this far into the trace, s.")
 @click.option("--bandwidth", type=float, default=None, help="Constant uplink, Mbit/s [default: 10].")
 @click.option("--bandwidth-steps", default=None, help="Uplink steps t:Mbps,..., e.g. 0:20,30:1,60:20.")
+@click.option("--downlink", type=float, default=20.0, show_default=True,
+              help="Downlink, Mbit/s (the cloud's reply is the manifest's outputs, else 4 KB).")
 @click.option("--rtt-ms", type=float, default=20.0, show_default=True, help="Round-trip propagation.")
 @click.option("--load-steps", default=None, help="Cloud load multiplier steps t:x,..., e.g. 0:1,30:6.")
 @click.option("--edge-slow-steps", default=None, help="Edge slowdown steps t:x,..., e.g. 0:1,40:3.")
@@ -51,7 +53,7 @@ def _uplink(trace, trace_scale, bandwidth, bandwidth_steps):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write frames.csv, summary.json and plot.png here.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
-def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, trace_offset, bandwidth, bandwidth_steps, rtt_ms, load_steps,
+def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, trace_offset, bandwidth, bandwidth_steps, downlink, rtt_ms, load_steps,
         edge_slow_steps, edge_factor, cloud_speedup, noise, policies, frames, seed, out_dir, no_plot):
     """Simulate policies in one world against the per-frame oracle and the best static cut."""
     from partnner_tf.manifest import load_manifest, write_json_atomic
@@ -74,7 +76,7 @@ def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, tra
     world = make_world(
         prof, man, edge_factor=edge_factor,
         cloud_speedup=cloud_speedup, uplink=_uplink(trace, trace_scale, bandwidth, bandwidth_steps),
-        rtt_s=rtt_ms / 1e3, load=parse_steps(load_steps, "--load-steps"),
+        rtt_s=rtt_ms / 1e3, down_bps=downlink * 1e6, load=parse_steps(load_steps, "--load-steps"),
         slow=parse_steps(edge_slow_steps, "--edge-slow-steps"), noise=noise, trace_offset_s=trace_offset,
         name=name,
     )

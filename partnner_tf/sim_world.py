@@ -235,12 +235,15 @@ def synthetic_profile(manifest, seed=0, edge_s_per_gmac=0.02, cloud_s_per_gmac=0
 
 
 def make_world(profile, manifest=None, *, edge_factor=1.0, cloud_speedup=1.0, uplink=None, rtt_s=0.02,
-               load=None, slow=None, noise=0.05, trace_offset_s=0.0, down_bps=20e6, name="world"):
+               load=None, slow=None, noise=0.05, trace_offset_s=0.0, down_bps=20e6, result_bytes=None,
+               name="world"):
     """A world from a profile scaled to a board and a cloud.
 
     Neurosurgeon's profiling time is the measured wall time of ``partnner profile`` (its edge part
     scaled to the board, its cloud part to the cloud) when the profile records it, and never less
     than the per-cut costs on this board run as many times as it repeats them, plus a warm-up.
+    The cloud's reply is ``result_bytes`` long: by default the manifest's outputs, when it
+    records them.
     """
     profile = load_profile(profile)
     manifest = profile_manifest(profile, manifest)
@@ -260,5 +263,6 @@ def make_world(profile, manifest=None, *, edge_factor=1.0, cloud_speedup=1.0, up
         manifest=manifest, edge_s=edge, cloud_s=cloud, uplink=uplink or constant(10e6), rtt_s=rtt_s,
         load=Schedule(load, name="load"), slow=Schedule(slow, name="edge slowdown"), noise=noise,
         trace_offset_s=trace_offset_s, down_bps=down_bps,
+        result_bytes=int(result_bytes or manifest.result_bytes or World.result_bytes),
         profiling_s=float(profiling), name=name,
     )

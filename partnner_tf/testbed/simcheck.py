@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 from partnner_tf.testbed import procs
+from partnner_tf.testbed.link import parse_schedule
 from partnner_tf.testbed.load import parse_load
 
 
@@ -16,6 +17,12 @@ def _uplink_args(spec):
         return ["--bandwidth-steps", ",".join(f"{float(t):g}:{float(r) / 1e6:g}" for t, r in pts)]
     path, _, scale = spec.partition("*")
     return ["--trace", path] + (["--trace-scale", scale] if scale else [])
+
+
+def _downlink_args(spec):
+    """The downlink's mean rate (the simulator's downlink is constant)."""
+    rate = parse_schedule(spec).mean_bps
+    return ["--downlink", f"{rate / 1e6:g}"] if rate > 0 else []
 
 
 def _load_args(load, workers=2):
@@ -48,7 +55,7 @@ def simulate_cell(cell, frames, load=None, progress=print):
     prof_path = wd / "profile.host.json"
     prof_path.write_text(json.dumps(host_prof))
     cmd = procs.python_cmd("partnner_tf.cli", "sim", "--profile", prof_path, "--manifest", cell["out"],
-                           *_uplink_args(link.up), "--trace-offset", link.offset_s,
+                           *_uplink_args(link.up), *_downlink_args(link.down), "--trace-offset", link.offset_s,
                            "--rtt-ms", 2000 * link.delay_s, "--edge-factor", f"{slowdown:.4f}",
                            "--cloud-speedup", f"{speedup:.4f}",
                            "--policies", ",".join(policies), "--frames", frames, "--out", wd, "--no-plot",

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from partnner_tf.cli import cli
 from partnner_tf.errors import PartnnerError
-from partnner_tf.sim import format_table, run_policy, run_static, simulate
+from partnner_tf.sim import format_table, link_up_at, run_policy, run_static, simulate
 from partnner_tf.sim_world import (Schedule, load_profile, make_world, parse_steps, synthetic_manifest,
                                    synthetic_profile)
 from tests.core.test_traces import TRACES, needs_traces
@@ -50,6 +50,46 @@ def test_components_of_a_frame():
     assert n[w.edge_cut] == 0 and k[w.edge_cut] == 0
     assert n[0] == pytest.approx(w.bytes[0] / 1e6 + 0.05 + w.result_bytes / 1e6)
     np.testing.assert_allclose(e, w.edge_s)
+
+
+def test_after_a_timeout_frames_run_edge_only_until_a_ping_is_answered():
+    # The uplink nearly dies at 1 s and comes back at 4 s: cloud-only times out once, then runs
+    # edge-only (as the runtime does while its link is down) until a ping, queued behind the
+    # abandoned payload, is answered; it does not wait out a deadline on every frame.
+    w = world(8, seed=5, uplink=steps([(0, 20e6), (1, 20e3), (4, 20e6)]), noise=0.0)
+    r = run_policy(w, "cloud", 120, seed=0)
+    first = int(np.flatnonzero(r.timed_out)[0])
+    assert r.timed_out.sum() == 1
+    t0 = r.start[first]
+    busy = t0 + w.uplink.transfer_time(t0, w.bytes[w.manifest.cloud_only])  # the payload's last byte
+    up = link_up_at(w, t0 + 1.0, busy)  # 1 s: the runtime's default deadline
+    assert busy > 4.0 and busy < up < busy + 2.5
+    down = (r.start > r.start[first]) & (r.start < up)
+    assert down.sum() > 3 and np.all(r.cut[down] == w.edge_cut)
+    np.testing.assert_allclose(r.total[down], w.edge_s[w.edge_cut])
+    assert np.all(r.cut[r.start >= up] == w.manifest.cloud_only)
+    # The best static cut in hindsight is priced the same way.
+    means, _ = run_static(w, 120, seed=0)
+    assert means[w.manifest.cloud_only] == pytest.approx(r.mean, rel=1e-9)
+
+
+def test_a_link_that_never_answers_stays_down():
+    w = world(4, seed=1, uplink=steps([(0, 20e6), (1, 0)]), noise=0.0)
+    assert link_up_at(w, 1.5, 1.5) == np.inf
+    assert link_up_at(w, 0.1, 0.1) == pytest.approx(0.15 + w.rtt_s, abs=1e-3)
+
+
+def test_the_reply_is_the_manifests_outputs(tmp_path):
+    from partnner_tf.manifest import manifest_from_dict
+
+    m = synthetic_manifest(5, seed=0)
+    raw = dict(m.raw, model=dict(m.raw.get("model", {}), outputs=[
+        {"name": "boxes", "shape": [1, 180, 24], "dtype": "float32"}]))
+    m2 = manifest_from_dict(raw)
+    assert m2.result_bytes == 180 * 24 * 4
+    w = make_world(synthetic_profile(m, seed=0), m2, down_bps=2e6)
+    assert w.down_s == pytest.approx(180 * 24 * 4 * 8 / 2e6)
+    assert make_world(synthetic_profile(m, seed=0), m).result_bytes == 4096
 
 
 def test_schedules_and_steps_parsing():
