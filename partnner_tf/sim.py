@@ -128,7 +128,7 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **opt
         wait = max(hedge_end - t, 0.0) if hedged or world.is_edge[c] else 0.0
         if hedged:
             # The edge-only run goes alongside the cloud request; the first result ends the frame.
-            full = e_full * world.slow(t) * z[i, 0]
+            full = e_full * world.slow(t) * z[i, 0] * world.hedge_slow
             d = min(full, _deadline(selector, c))
             if n + k > d:
                 timed_out = True

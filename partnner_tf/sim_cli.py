@@ -45,6 +45,8 @@ def _uplink(trace, trace_scale, bandwidth, bandwidth_steps):
               help="How much slower the edge is than the profiled machine.")
 @click.option("--cloud-speedup", type=float, default=1.0, show_default=True,
               help="How much faster the cloud is than the profiled machine.")
+@click.option("--hedge-slow", type=float, default=1.0, show_default=True,
+              help="A hedged edge-only run (beside a cloud request) takes this many times as long.")
 @click.option("--noise", type=float, default=0.05, show_default=True, help="Sigma of log-normal measurement noise.")
 @click.option("--policies", default="partnner,edge,cloud,neurosurgeon", show_default=True,
               help="Comma-separated policies (partnner, edge, cloud, fixed:<id>, neurosurgeon).")
@@ -54,13 +56,14 @@ def _uplink(trace, trace_scale, bandwidth, bandwidth_steps):
               help="Write frames.csv, summary.json and plot.png here.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
 def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, trace_offset, bandwidth, bandwidth_steps, downlink, rtt_ms, load_steps,
-        edge_slow_steps, edge_factor, cloud_speedup, noise, policies, frames, seed, out_dir, no_plot):
+        edge_slow_steps, edge_factor, cloud_speedup, hedge_slow, noise, policies, frames, seed, out_dir, no_plot):
     """Simulate policies in one world against the per-frame oracle and the best static cut."""
     from partnner_tf.manifest import load_manifest, write_json_atomic
     from partnner_tf.sim import format_table, plot, simulate, write_csv
     from partnner_tf.sim_world import load_profile, make_world, parse_steps, synthetic_manifest, synthetic_profile
 
-    for name, v in (("--edge-factor", edge_factor), ("--cloud-speedup", cloud_speedup), ("--trace-scale", trace_scale)):
+    for name, v in (("--edge-factor", edge_factor), ("--cloud-speedup", cloud_speedup), ("--trace-scale", trace_scale),
+                    ("--hedge-slow", hedge_slow)):
         if v <= 0:
             raise click.BadParameter(f"expected > 0, received {v}", param_hint=name)
     man = load_manifest(manifest) if manifest else None
@@ -77,7 +80,7 @@ def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, tra
         prof, man, edge_factor=edge_factor,
         cloud_speedup=cloud_speedup, uplink=_uplink(trace, trace_scale, bandwidth, bandwidth_steps),
         rtt_s=rtt_ms / 1e3, down_bps=downlink * 1e6, load=parse_steps(load_steps, "--load-steps"),
-        slow=parse_steps(edge_slow_steps, "--edge-slow-steps"), noise=noise, trace_offset_s=trace_offset,
+        slow=parse_steps(edge_slow_steps, "--edge-slow-steps"), noise=noise, hedge_slow=hedge_slow, trace_offset_s=trace_offset,
         name=name,
     )
     names = [p.strip() for p in policies.split(",") if p.strip()]

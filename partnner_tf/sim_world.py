@@ -57,7 +57,8 @@ class World:
 
     ``edge_s``/``cloud_s`` are the unloaded per-cut costs on this board and this cloud; ``load``
     multiplies cloud costs and ``slow`` edge costs over time; ``noise`` is the sigma of the
-    multiplicative log-normal noise on every measured component.
+    multiplicative log-normal noise on every measured component. A hedged edge-only run (beside
+    a cloud request, whose sending shares the edge's CPU) takes ``hedge_slow`` times as long.
     """
 
     manifest: Manifest
@@ -70,6 +71,7 @@ class World:
     load: Schedule = field(default_factory=lambda: Schedule(None, name="load"))
     slow: Schedule = field(default_factory=lambda: Schedule(None, name="edge slowdown"))
     noise: float = 0.05
+    hedge_slow: float = 1.0
     trace_offset_s: float = 0.0
     profiling_s: float = 0.0
     name: str = "world"
@@ -236,7 +238,7 @@ def synthetic_profile(manifest, seed=0, edge_s_per_gmac=0.02, cloud_s_per_gmac=0
 
 def make_world(profile, manifest=None, *, edge_factor=1.0, cloud_speedup=1.0, uplink=None, rtt_s=0.02,
                load=None, slow=None, noise=0.05, trace_offset_s=0.0, down_bps=20e6, result_bytes=None,
-               name="world"):
+               hedge_slow=1.0, name="world"):
     """A world from a profile scaled to a board and a cloud.
 
     Neurosurgeon's profiling time is the measured wall time of ``partnner profile`` (its edge part
@@ -262,6 +264,7 @@ def make_world(profile, manifest=None, *, edge_factor=1.0, cloud_speedup=1.0, up
     return World(
         manifest=manifest, edge_s=edge, cloud_s=cloud, uplink=uplink or constant(10e6), rtt_s=rtt_s,
         load=Schedule(load, name="load"), slow=Schedule(slow, name="edge slowdown"), noise=noise,
+        hedge_slow=float(hedge_slow),
         trace_offset_s=trace_offset_s, down_bps=down_bps,
         result_bytes=int(result_bytes or manifest.result_bytes or World.result_bytes),
         profiling_s=float(profiling), name=name,

@@ -92,6 +92,15 @@ def test_the_reply_is_the_manifests_outputs(tmp_path):
     assert make_world(synthetic_profile(m, seed=0), m).result_bytes == 4096
 
 
+def test_a_hedged_edge_only_run_takes_hedge_slow_times_as_long():
+    # The first frame is cloud-only with edge-only beside it; on a dead-slow link the edge wins.
+    plain = world(8, seed=5, uplink=constant(0.1e6), noise=0.0)
+    slowed = world(8, seed=5, uplink=constant(0.1e6), noise=0.0, hedge_slow=1.5)
+    full = plain.edge_s[plain.edge_cut]
+    assert run_policy(plain, "partnner", 2).total[0] == pytest.approx(full)
+    assert run_policy(slowed, "partnner", 2).total[0] == pytest.approx(1.5 * full)
+
+
 def test_schedules_and_steps_parsing():
     s = Schedule([(10, 3.0)], name="load")
     assert s(5) == 1.0 and s(10) == 3.0 and s.changes == [10.0]
