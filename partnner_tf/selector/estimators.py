@@ -206,6 +206,15 @@ class CostCurve:
         self.anchor[cut] += w * (cost / self.level - self.anchor[cut])
         return ratio
 
+    def forget(self, cut):
+        """Drop what was seen of ``cut``: its next cost anchors it afresh."""
+        self.version += 1
+        self.anchor[cut], self.count[cut], self.created[cut] = np.nan, 0, -1
+        self._recent[cut] = []
+        self._run = [r for r in self._run if r[0] != cut]
+        self.outliers = len(self._run)
+        self._known = None
+
     def _end_run(self):
         """A run of outliers ended without a change: its costs are part of the usual range, and
         of the cuts' own costs."""

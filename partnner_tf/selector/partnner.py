@@ -17,6 +17,12 @@ from partnner_tf.selector.estimators import CostCurve, LinkEstimator
 #: A MAC's relative cost by layer kind on CPUs (memory-bound kinds cost more per MAC); only a
 #: prior that shapes interpolation between observed cuts, which measurements then correct.
 KIND_WEIGHTS = {"conv": 1.0, "dense": 2.0, "depthwise": 4.0, "elementwise": 4.0}
+#: An edge-only time known from hedged runs alone (beside a cloud request, sharing the CPU) may
+#: be this many times the edge's own: it is worth one plain edge-only frame to find out.
+HEDGE_DOUBT = 1.5
+#: The extra edge time hedged probes cost (their edge-only run slowed by the request beside it)
+#: is held to this share of the edge-only frames between them.
+HEDGE_PROBE_SHARE = 0.02
 #: Per frame, how much of the unspent start allowance stays (0.93: half of it after 10 frames).
 START_FADE = 0.93
 
@@ -90,6 +96,8 @@ class Partnner(Selector):
         self.max_probe_every = max_probe_every
         self.probe_every = min_probe_every
         self.hedging = False  # set once the caller asks hedge(): it runs probes hedged
+        self.edge_only_hedged = False  # edge-only is known from hedged runs only
+        self.hedge_slow = 1.0  # a hedged edge-only run's time over a plain one's, as seen
         self._est = None
         self._far = (None, None)
 
@@ -121,6 +129,8 @@ class Partnner(Selector):
         opt = e_opt + (link.rtt + self.bytes * (link.s_per_byte / stale) + k_opt) * rm
         # What was seen of a cut long ago may no longer hold: let near-ties be checked again.
         opt *= 1.0 - (self.recheck / 200.0) * np.minimum(self.frames - self.last_seen, 200.0)
+        if self.edge_only_hedged:
+            opt[self.E] /= HEDGE_DOUBT
         self._est = (est, np.minimum(opt, est))
         return self._est
 
@@ -143,7 +153,7 @@ class Partnner(Selector):
             # Edge-only: the link is unseen, so probe it with the cheapest promising cut. A
             # hedged probe costs at most its prefix, so it goes every few frames; otherwise on a
             # backoff schedule (soon after the link went bad, rarely once it stays bad).
-            if self.link.since >= self.probe_every:
+            if self.link.since >= max(self.probe_every, (self.hedge_slow - 1.0) / HEDGE_PROBE_SHARE):
                 if not self.hedging:
                     self.probe_every = min(1.5 * self.probe_every, self.max_probe_every)
                 c = self._cheapest_probe(cand, est)
@@ -194,11 +204,22 @@ class Partnner(Selector):
         if not 0 <= c < len(self.bytes):
             raise PartnnerError(f"observation for cut {c}: model {self.manifest.name!r} has cuts 0..{len(self.bytes) - 1}")
         self.last_seen[c] = self.frames
+        if c == self.E and obs.edge_s > 0 and self.edge_only_hedged:
+            # Hedged runs share the edge's CPU with the cloud request (on the testbed's boards
+            # they took 1.1-2.1x as long): the first plain edge-only frame replaces them.
+            self.edge.forget(self.E)
+            self.edge_only_hedged = False
         # A prefix of no MACs (a pad, a rescaling) still costs time: only cloud-only has none.
         if obs.edge_s > 0 and c != self.edge.zero_at:
             self.edge.observe(c, obs.edge_s)
-        if obs.edge_only_s:
+        if obs.edge_only_s and (edge_unknown or self.edge_only_hedged):
+            # A hedged run's time, biased high, stands for edge-only only until a plain one.
             self.edge.observe(self.E, obs.edge_only_s)
+            self.edge_only_hedged = True
+        elif obs.edge_only_s:
+            # Beside a plain edge-only time, a hedged one tells what hedging costs the edge.
+            ratio = obs.edge_only_s / float(self.edge.anchor[self.E] * self.edge.level)
+            self.hedge_slow = 0.7 * self.hedge_slow + 0.3 * min(max(ratio, 1.0), 3.0)
         if edge_unknown and not np.isnan(self.edge.anchor[self.E]):
             self.tokens = self.start_budget * max(float(self.edge.anchor[self.E] * self.edge.level), 1e-4)
         if self.is_edge[c]:
