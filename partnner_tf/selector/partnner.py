@@ -124,11 +124,7 @@ class Partnner(Selector):
         est = e_est + remote
         # Unobserved cuts lean towards their monotone bounds; observed ones are known up to noise.
         b = self.optimism
-        unseen = self.edge.unobserved()
-        e_opt = e_est - b * unseen * (e_est - e_lo)
-        if self.edge_only_hedged:
-            # Unobserved prefixes are priced towards edge-only's doubted time: doubt them alike.
-            e_opt -= unseen * (e_opt - e_lo) * (1.0 - 1.0 / HEDGE_DOUBT)
+        e_opt = e_est - b * self.edge.unobserved() * (e_est - e_lo)
         k_opt = k_est - b * self.cloud.unobserved() * (k_est - k_lo)
         opt = e_opt + (link.rtt + self.bytes * (link.s_per_byte / stale) + k_opt) * rm
         # What was seen of a cut long ago may no longer hold: let near-ties be checked again.
