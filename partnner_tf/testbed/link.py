@@ -342,11 +342,16 @@ def main(argv=None):
 
     async def run():
         loop = asyncio.get_running_loop()
+        commands = None
         if stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
-            loop.create_task(_commands(relay, loop))
+            commands = loop.create_task(_commands(relay, loop))
         if a.stats:
             asyncio.get_running_loop().create_task(_stats_loop(relay, a.stats))
-        await relay.serve(a.port, ready)
+        try:
+            await relay.serve(a.port, ready)
+        finally:
+            if commands is not None:
+                commands.cancel()
 
     try:
         asyncio.run(run())
