@@ -151,8 +151,9 @@ class Partnner(Selector):
         mid = 0.5 * (est[cand] + opt[cand])
         if self.is_edge[best]:
             # Edge-only: the link is unseen, so probe it with the cheapest promising cut. A
-            # hedged probe costs at most its prefix, so it goes every few frames; otherwise on a
-            # backoff schedule (soon after the link went bad, rarely once it stays bad).
+            # hedged probe costs its prefix and what the request slows the edge-only run beside
+            # it, so it goes every few frames or as far apart as that slowdown needs; otherwise
+            # on a backoff schedule (soon after the link went bad, rarely once it stays bad).
             if self.link.since >= max(self.probe_every, (self.hedge_slow - 1.0) / HEDGE_PROBE_SHARE):
                 if not self.hedging:
                     self.probe_every = min(1.5 * self.probe_every, self.max_probe_every)

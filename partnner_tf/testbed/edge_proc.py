@@ -145,7 +145,8 @@ def _turn_goes_on(runtime, ran, limit, elapsed_s, budget_s):
 
 def _serve(runtime, frames, a, log):
     """Run frames as stdin says: "go" runs them all; "step K S" runs up to K frames or S seconds
-    (longer while the cloud link is down), waits for any work still running beside them, and answers ``{"ran": n, "done": bool}``.
+    (longer while the cloud link is down), waits for any work still running beside them, and
+    answers ``{"ran": n, "done": bool}``.
 
     Steps let the testbed run several edge processes in turns on one host, so that all of them
     see the same stretches of the host's speed; ``wall`` and ``--duration-s`` count the time of
