@@ -17,3 +17,13 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 #: Loopback hosts a daemon may bind without CURVE.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+#: The edge runtime's cloud deadline when the selector suggests none, and its bounds on a
+#: selector's suggestion, seconds (the simulator uses the same).
+DEADLINE_S = 1.0
+MIN_DEADLINE_S = 0.02
+MAX_DEADLINE_S = 10.0
+#: After a failed request the runtime pings the cloud: each ping waits this long, the pings
+#: going out after (first, largest) waits, doubling.
+PROBE_TIMEOUT_S = 0.5
+PROBE_BACKOFF_S = (0.05, 2.0)

@@ -15,18 +15,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from partnner_tf.constants import (DEADLINE_S, MAX_DEADLINE_S, MIN_DEADLINE_S, PROBE_BACKOFF_S,
+                                   PROBE_TIMEOUT_S)
 from partnner_tf.errors import PartnnerError
 from partnner_tf.selector import Observation, make_selector
 
-#: The edge runtime's default cloud deadline and its bounds on a selector's suggestion.
-DEFAULT_DEADLINE_S = 1.0
-MIN_DEADLINE_S = 0.02
-MAX_DEADLINE_S = 10.0
-#: The edge runtime's link probe (runtime/link.py): after a request times out, frames run
-#: edge-only while a ping goes out every backoff (doubling up to the largest), each given
-#: PROBE_TIMEOUT_S, until one is answered. A ping is a few dozen bytes on the wire.
-PROBE_TIMEOUT_S = 0.5
-BACKOFF_S = (0.05, 2.0)
+#: After a request times out, the edge runtime's frames run edge-only while its probe
+#: (runtime/link.py) pings the cloud, until one is answered. A ping is a few dozen bytes.
 PING_BYTES = 64
 MAX_PROBES = 2000
 #: "Within 10% of the oracle" must hold this many frames in a row to count as converged.
@@ -67,7 +62,7 @@ def noise_table(world, frames, seed):
 
 def _deadline(selector, cut):
     d = selector.deadline_s(cut) if selector is not None else None
-    d = DEFAULT_DEADLINE_S if d is None else d
+    d = DEADLINE_S if d is None else d
     return min(max(float(d), MIN_DEADLINE_S), MAX_DEADLINE_S)
 
 
@@ -77,7 +72,7 @@ def link_up_at(world, t_fail, busy_until):
     The abandoned payload still crosses the uplink until ``busy_until``, and the pings queue
     behind it. Returns inf if no ping is ever answered.
     """
-    delay, t = BACKOFF_S[0], t_fail
+    delay, t = PROBE_BACKOFF_S[0], t_fail
     for _ in range(MAX_PROBES if np.isfinite(busy_until) else 0):
         t += delay
         sent = max(t, busy_until)
@@ -88,7 +83,7 @@ def link_up_at(world, t_fail, busy_until):
             return arrived + world.rtt_s
         busy_until = max(busy_until, arrived)
         t += PROBE_TIMEOUT_S
-        delay = min(2 * delay, BACKOFF_S[1])
+        delay = min(2 * delay, PROBE_BACKOFF_S[1])
     return np.inf
 
 
@@ -182,12 +177,12 @@ def run_static(world, frames, seed=0):
         n = (up + world.rtt_s + world.down_s) * z[i, 1]
         k = world.cloud_s * world.load(t) * z[i, 2]
         down = (t < up_at) & ~world.is_edge
-        late = (n + k > DEFAULT_DEADLINE_S) & ~world.is_edge & ~down
+        late = (n + k > DEADLINE_S) & ~world.is_edge & ~down
         fallback = e_full * world.slow(t) * z[i, 0]
         lat = np.where(world.is_edge, e, np.where(down, fallback, np.where(
-            late, e + DEFAULT_DEADLINE_S + fallback, e + n + k)))
+            late, e + DEADLINE_S + fallback, e + n + k)))
         for c in np.flatnonzero(late):
-            up_at[c] = link_up_at(world, t[c] + e[c] + DEFAULT_DEADLINE_S, t[c] + e[c] + up[c])
+            up_at[c] = link_up_at(world, t[c] + e[c] + DEADLINE_S, t[c] + e[c] + up[c])
         tot += lat
         t += lat
     return tot / frames, cuts

@@ -9,6 +9,8 @@ from typing import Optional
 
 import numpy as np
 
+from partnner_tf.constants import (DEADLINE_S, MAX_DEADLINE_S, MIN_DEADLINE_S, PROBE_BACKOFF_S,
+                                   PROBE_TIMEOUT_S)
 from partnner_tf.errors import Abandoned, CloudError, CloudTimeout, InputError, PartnnerError
 from partnner_tf.manifest import load_manifest, verify_paths
 from partnner_tf.runtime.cache import DEFAULT_BUDGET_BYTES, PrefixCache
@@ -23,16 +25,16 @@ _now = time.perf_counter
 
 #: option -> default; anything else passed to EdgeRuntime is an error.
 OPTIONS = {
-    "deadline_s": 1.0,  # cloud deadline when the selector suggests none
-    "min_deadline_s": 0.02,  # bounds on the selector's suggestion
-    "max_deadline_s": 10.0,
+    "deadline_s": DEADLINE_S,  # cloud deadline when the selector suggests none
+    "min_deadline_s": MIN_DEADLINE_S,  # bounds on the selector's suggestion
+    "max_deadline_s": MAX_DEADLINE_S,
     "budget_bytes": DEFAULT_BUDGET_BYTES,  # memory for loaded prefixes
     "prefetch_radius": 2,  # neighbours of the current cut loaded ahead
     "defer_swap": True,  # run the loaded cut while the chosen one loads
     "delegate": None,  # "edgetpu", a delegate library, or None (the board decides)
     "verify": True,  # check the hashes of the prefixes it will load at start
-    "probe_timeout_s": 0.5,
-    "backoff_s": (0.05, 2.0),
+    "probe_timeout_s": PROBE_TIMEOUT_S,
+    "backoff_s": PROBE_BACKOFF_S,
     "selector_options": None,  # dict passed to make_selector
     "server_public_key": None,  # CURVE: the daemon's public key (z85 or certificate path)
     "client_keypair": None,  # CURVE: this device's key pair or its .key_secret file

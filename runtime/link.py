@@ -3,6 +3,8 @@
 import logging
 import threading
 
+from partnner_tf.constants import PROBE_BACKOFF_S, PROBE_TIMEOUT_S
+
 log = logging.getLogger(__name__)
 
 
@@ -20,7 +22,7 @@ class Link:
         backoff_s: (first, largest) wait between probes, seconds.
     """
 
-    def __init__(self, client, probe_timeout_s=0.5, backoff_s=(0.05, 2.0)):
+    def __init__(self, client, probe_timeout_s=PROBE_TIMEOUT_S, backoff_s=PROBE_BACKOFF_S):
         self.client = client
         self.probe_timeout_s = float(probe_timeout_s)
         self.backoff_s = (float(backoff_s[0]), float(backoff_s[1]))
