@@ -55,8 +55,9 @@ def _uplink(trace, trace_scale, bandwidth, bandwidth_steps):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write frames.csv, summary.json and plot.png here.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
-def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, trace_offset, bandwidth, bandwidth_steps, downlink, rtt_ms, load_steps,
-        edge_slow_steps, edge_factor, cloud_speedup, hedge_slow, noise, policies, frames, seed, out_dir, no_plot):
+def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, trace_offset, bandwidth,
+        bandwidth_steps, downlink, rtt_ms, load_steps, edge_slow_steps, edge_factor, cloud_speedup, hedge_slow,
+        noise, policies, frames, seed, out_dir, no_plot):
     """Simulate policies in one world against the per-frame oracle and the best static cut."""
     from partnner_tf.manifest import load_manifest, write_json_atomic
     from partnner_tf.sim import format_table, plot, simulate, write_csv
@@ -80,7 +81,8 @@ def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, tra
         prof, man, edge_factor=edge_factor,
         cloud_speedup=cloud_speedup, uplink=_uplink(trace, trace_scale, bandwidth, bandwidth_steps),
         rtt_s=rtt_ms / 1e3, down_bps=downlink * 1e6, load=parse_steps(load_steps, "--load-steps"),
-        slow=parse_steps(edge_slow_steps, "--edge-slow-steps"), noise=noise, hedge_slow=hedge_slow, trace_offset_s=trace_offset,
+        slow=parse_steps(edge_slow_steps, "--edge-slow-steps"), noise=noise, hedge_slow=hedge_slow,
+        trace_offset_s=trace_offset,
         name=name,
     )
     names = [p.strip() for p in policies.split(",") if p.strip()]

@@ -426,7 +426,8 @@ class LinkProcess:
             self.proc.stdin.write(word + b"\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
-            raise EmulationError(f"the link relay (pid {self.proc.pid}) is gone; exit code {self.proc.poll()}") from None
+            raise EmulationError(
+                f"the link relay (pid {self.proc.pid}) is gone; exit code {self.proc.poll()}") from None
 
     def stop(self):
         procs.terminate(self.proc)
