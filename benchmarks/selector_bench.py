@@ -214,7 +214,11 @@ def main(argv=None):
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()}, flush=True)
         for seed, rows in mine:
             rows_by[f"{label} s{seed}"] = rows
-            for r in sorted(rows, key=lambda r: -r["vs_oracle"])[:3]:
+            worst = sorted(rows, key=lambda r: -r["vs_oracle"])[:3]
+            # ... and every world that misses a per-world goal.
+            worst += [r for r in rows if r not in worst and (
+                r["vs_static"] > 1.05 or max(r["recovery"], default=0) > 10 or r["conv_ns"] < 17.6 * r["conv_p"])]
+            for r in worst:
                 print(f"   worst s{seed}: {r['world']} vs_oracle={r['vs_oracle']:.3f} vs_static={r['vs_static']:.3f} "
                       f"rec={r['recovery']} conv={r['conv_p']:.2f}/{r['conv_ns']:.2f}")
     wall = time.perf_counter() - t0
