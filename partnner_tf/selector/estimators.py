@@ -10,6 +10,10 @@ BAND = 1.35
 OUTLIERS = 2
 #: How many of a cut's latest costs tell its usual range.
 HISTORY = 8
+#: A cut with fewer than HISTORY costs can still tell a change: after FAR_AFTER costs, one FAR
+#: times beyond all of them is no error of its anchor.
+FAR = BAND ** 2
+FAR_AFTER = 3
 #: The link is bursty: only this many transfers in a row outside the band are a change.
 SUSTAIN = 3
 #: The rtt is refitted only while the last this many transfers have payloads of different sizes.
@@ -135,6 +139,7 @@ class CostCurve:
         self._zero_stand_in = False  # whether _known holds zero_at unobserved, at cost 0
         self._rate = self._unobserved = (None, None)
         self._run = []  # the ratios of the current run of outliers
+        self._young_run = False  # whether a cut in the run has too few costs to tell its range
         self._recent = [[] for _ in range(self.n)]  # each cut's latest costs / level
         self.zero_at = zero_at  # a cut whose cost is 0 by construction (no prefix / no suffix)
         order = np.argsort(self.x, kind="stable")
@@ -164,7 +169,13 @@ class CostCurve:
         # only cuts with a history can tell that the whole board or cloud changed.
         established = len(recent) >= HISTORY
         usual = established and min(recent) <= cost / self.level <= max(recent)
-        outlier = not (usual or not established or 1 / BAND <= ratio <= BAND)
+        # ... unless it is far outside all of the few costs the cut has shown: a load step caught
+        # by a cut seen a few times (every cut is, for HISTORY frames after a change) must not
+        # vanish into that cut's anchor while the level, which prices every other cut, stays.
+        # It takes HISTORY of them in a row, as a run as long as a range would have told.
+        far = len(recent) >= FAR_AFTER and not min(recent) / FAR <= cost / self.level <= max(recent) * FAR
+        rough = not established and not far
+        outlier = not (usual or rough or 1 / BAND <= ratio <= BAND)
         if not outlier:
             self._end_run()
             recent.append(cost / self.level)
@@ -174,13 +185,15 @@ class CostCurve:
             if self.outliers and (ratio > 1) != (self._run[-1][1] > 1):
                 self._end_run()
             if self.outliers == 0:
-                self.suspect_since = self.t
+                self.suspect_since, self._young_run = self.t, False
+            self._young_run = self._young_run or not established
             self.outliers += 1
             self._run.append((cut, ratio, cost / self.level))
         del recent[:-HISTORY]
         # Slower is acted on sooner than faster: staying on a cut that got slower costs every
         # frame, while a faster board or cloud is only a missed gain.
-        if self.outliers >= (OUTLIERS if ratio > 1 else OUTLIERS + 1):
+        needed = HISTORY if self._young_run else (OUTLIERS if ratio > 1 else OUTLIERS + 1)
+        if self.outliers >= needed:
             # Several outliers in a row on one side: the whole board or cloud changed speed.
             # Jump by the run's typical ratio, and fix the cuts first seen since it began: they
             # were normalised by the old level.

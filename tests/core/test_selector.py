@@ -153,6 +153,24 @@ def test_cost_curve_ignores_bimodal_noise_but_follows_a_real_slowdown():
     assert 0.35 < est[2] < 0.6, est
 
 
+def test_a_change_seen_by_a_cut_with_few_costs_moves_the_level():
+    """For HISTORY frames after a level jump every cut is young. A load step that only such a cut
+    sees must still move the level, which prices every other cut, and not vanish into that
+    cut's own anchor (the cloud stayed priced 8x too high for 600 frames that way)."""
+    from partnner_tf.selector.estimators import HISTORY, CostCurve
+
+    curve = CostCurve([0.0, 50.0, 300.0], zero_at=2)
+    for _ in range(HISTORY):
+        curve.observe(1, 0.400)
+    for _ in range(4):
+        curve.observe(0, 0.800)  # young: 4 costs, fewer than HISTORY
+    for _ in range(HISTORY):
+        curve.observe(0, 0.100)  # the load falls 8x
+    est, _ = curve.predict(1e-9)
+    assert est[0] == pytest.approx(0.100, rel=0.15)
+    assert est[1] == pytest.approx(0.050, rel=0.3), est  # priced by the new level, unseen since
+
+
 def _recovery_after_bad_link(bad_bps, seed, hedged):
     w = world(30, seed=7, uplink=steps([(0, bad_bps), (60, 100e6)]))
     sel = make_selector("partnner", w.manifest)
