@@ -41,6 +41,8 @@ class LinkEstimator:
         self.history = []  # (bytes, transfer_s) of recent completed transfers
         self.recent = []  # (side of the band, s/byte) of the last few transfers
         self.observed = 0
+        self.changes = 0  # shifts of the per-byte cost: sustained, or seen by a fresh transfer
+        self._last_y = None  # the per-byte cost of the last completed transfer
         self.timeouts = 0
         self.since = 0  # frames since the link was last observed
 
@@ -66,15 +68,21 @@ class LinkEstimator:
         side = 1 if ratio > BAND else (-1 if ratio < 1 / BAND else 0)
         self.recent = (self.recent + [(side, y)])[-SUSTAIN:]
         if fresh:
+            # Far from the last completed transfer (not from an estimate timeouts pushed up):
+            # the link itself changed.
+            if self._last_y and not 1 / BAND ** 2 <= y / self._last_y <= BAND ** 2:
+                self.changes += 1
             self.s_per_byte = y
         elif side and len(self.recent) == SUSTAIN and all(sd == side for sd, _ in self.recent):
             # A sustained shift, not a burst: restart from the recent figures.
             self.s_per_byte = float(np.median([v for _, v in self.recent]))
             self.recent = []
+            self.changes += 1
         else:
             # The mean (not the median): a bursty link's expected transfer includes its bursts.
             a = self.alpha * max(share, 0.1)
             self.s_per_byte = (1 - a) * self.s_per_byte + a * y
+        self._last_y = y
         self.observed += 1
         self.since = 0
 
@@ -132,6 +140,7 @@ class CostCurve:
         self.alpha = alpha
         self.refine = refine
         self.outliers = 0
+        self.changes = 0  # level jumps: the whole board or cloud changed speed
         self.version = 0  # bumped by every change, so predict() can reuse its last answer
         self._predicted = (None, None)
         self._shape = (None, None)  # the level-free pieces of the curve, per version
@@ -199,6 +208,7 @@ class CostCurve:
             # were normalised by the old level.
             old = self.level
             self.level *= math.exp(float(np.median(np.log([r for _, r, _ in self._run]))))
+            self.changes += 1
             fresh = self.created >= self.suspect_since
             self.anchor[fresh] *= old / self.level
             self.outliers, self._run = 0, []

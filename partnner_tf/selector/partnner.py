@@ -88,6 +88,7 @@ class Partnner(Selector):
         self.deadline_slack = deadline_slack
         self.tokens = 0.0
         self.frames = 0
+        self.changes = 0  # changes the estimators have seen (board, cloud, link)
         self.current = self.E
         self.exploring = None
         self.last_seen = np.zeros(len(cuts))
@@ -241,6 +242,11 @@ class Partnner(Selector):
                 spent += float(self.edge.anchor[self.E] * self.edge.level)  # the edge redid it all
             self.tokens -= max(0.0, spent - self.exploring[1])
         self.exploring = None
+        changes = self.edge.changes + self.cloud.changes + self.link.changes
+        if changes != self.changes:
+            # A debt run up exploring (or probing a bad link) bought knowledge of conditions
+            # that have just changed: it must not keep the selector from exploring the new ones.
+            self.changes, self.tokens = changes, max(self.tokens, 0.0)
         est, _ = self.estimates()
         # The budget refills with a share of what frames cost; exploring spends it. What the
         # start allowed and the start did not need fades (to two frames' worth): spent dozens of

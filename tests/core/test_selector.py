@@ -203,6 +203,23 @@ def test_a_long_bad_link_costs_little_and_hedged_probes_find_its_recovery_sooner
     assert sum(hedged) < 0.8 * sum(unhedged), (hedged, unhedged)
 
 
+def test_a_debt_run_up_probing_a_bad_link_is_forgiven_once_the_link_changes():
+    """Two minutes of a link too slow to use: the hedged probes' cost (their edge-only run slowed
+    1.5x) runs the exploration budget 4-6 edge-only frames' worth into debt, 20-30 frames once the
+    link is fast. Once a probe finds it fast, that debt must not keep the selector from exploring
+    the new conditions."""
+    for bad_bps in (0.2e6, 1e6):
+        w = world(30, seed=7, uplink=steps([(0, bad_bps), (120, 100e6)]), hedge_slow=1.5)
+        sel = make_selector("partnner", w.manifest)
+        tokens, observe = [], sel.observe
+        sel.observe = lambda obs: (observe(obs), tokens.append(sel.tokens / sel.estimates()[0].min()))
+        run = run_policy(w, "partnner", 600, seed=5, selector=sel)
+        i0 = int(np.searchsorted(run.start, 120))
+        assert min(tokens[:i0]) < -3  # the debt was there
+        j = frames_to_within(run.ratio, i0)
+        assert j is not None and min(tokens[i0 + j + 5:]) > -1.0, (j, tokens[i0 + j:i0 + j + 10])
+
+
 def test_probes_from_edge_only_are_hedged_and_a_lost_hedge_teaches_the_edge_cost():
     w = world(12, seed=2, uplink=constant(0.05e6))
     assert make_selector("edge", w.manifest).hedge(w.edge_cut) is False
