@@ -160,7 +160,9 @@ class CostCurve:
     def observed(self):
         return np.flatnonzero(~np.isnan(self.anchor))
 
-    def observe(self, cut, cost):
+    def observe(self, cut, cost, trust=False):
+        """Take one measured cost of ``cut``. ``trust``: the first news after a stretch in which
+        nothing was seen (a probe from edge-only): a surprise then moves the level outright."""
         cost = max(float(cost), 1e-6)
         self.version += 1
         self.t += 1
@@ -171,6 +173,14 @@ class CostCurve:
             self._known = None
             return 1.0
         ratio = cost / (self.anchor[cut] * self.level)
+        if trust and not 1 / BAND <= ratio <= BAND:
+            # The level describes a board or cloud that may be gone (a load step that ended
+            # while frames ran edge-only): this cost replaces it, as a probe does the link's.
+            self.level *= ratio
+            self.changes += 1
+            self.outliers, self._run = 0, []
+            self._recent = [[] for _ in range(self.n)]
+            return ratio
         recent = self._recent[cut]
         # A cost within the range this cut has shown lately is noise it is known to have (a
         # throttled board runs short prefixes either at full speed or throttled), not a change.

@@ -171,6 +171,30 @@ def test_a_change_seen_by_a_cut_with_few_costs_moves_the_level():
     assert est[1] == pytest.approx(0.050, rel=0.3), est  # priced by the new level, unseen since
 
 
+def test_a_load_step_that_ends_while_edge_only_is_noticed():
+    """The cloud's load rises 9x, which makes edge-only best; 30 s later it falls back. Edge-only
+    frames never see the cloud, so its load, like the link, must grow stale: a probe goes, and
+    what it shows replaces the old level. Before, the cloud stayed priced 9x too high, nothing
+    looked worth probing, and the selector stayed edge-only for good (1182 frames of a held-out
+    world: ResNet50 96x96, whose cuts this copies)."""
+    from partnner_tf.sim import recovery_frames
+    from partnner_tf.sim_world import make_world, manifest_from_table
+
+    cuts = [{"boundary_bytes": 110592, "prefix_macs": 0, "suffix_macs": 1_000_000_000},
+            {"boundary_bytes": 73728, "prefix_macs": 800_000_000, "suffix_macs": 200_000_000},
+            {"boundary_bytes": 8192, "prefix_macs": 900_000_000, "suffix_macs": 100_000_000},
+            {"boundary_bytes": 0, "prefix_macs": 1_000_000_000, "suffix_macs": 0}]
+    profile = {"format": "partnner-profile", "version": 1, "model": "r50", "cuts": cuts,
+               "edge": {"threads": 1, "cut_s": [0.0, 0.300, 0.320, 0.365]},
+               "cloud": {"cut_s": [0.155, 0.040, 0.002, 0.0]}}
+    w = make_world(profile, manifest_from_table("r50", cuts), uplink=constant(20e6), rtt_s=0.07,
+                   load=[(0, 1), (30, 9), (60, 1)], hedge_slow=1.36)
+    assert [int(np.argmin(w.expected(t))) for t in (0, 45)] == [0, 3]
+    run = run_policy(w, "partnner", 600, seed=3)
+    assert max(recovery_frames(run, w.changes)) <= 30, recovery_frames(run, w.changes)
+    assert np.mean(run.cut[-100:] == 0) > 0.9
+
+
 def _recovery_after_bad_link(bad_bps, seed, hedged):
     w = world(30, seed=7, uplink=steps([(0, bad_bps), (60, 100e6)]))
     sel = make_selector("partnner", w.manifest)
