@@ -297,8 +297,10 @@ class Partnner(Selector):
             seen_b = np.array([b for b, _ in self.link.history])
             far = np.ones(len(self.bytes))
             if seen_b.size:
-                near = np.abs(np.log(self.bytes[:, None] / seen_b[None, :] + 1e-12)) <= np.log(2.0)
-                far = np.where(near.any(axis=1), 1.0, 1.5)
+                # How far (as a ratio) each cut's payload is from the nearest one sent lately:
+                # the further, the less the rtt/per-byte split learnt there says about it.
+                d = np.abs(np.log(self.bytes[:, None] / seen_b[None, :] + 1e-12)).min(axis=1)
+                far = np.where(d <= np.log(2.0), 1.0, np.clip(np.exp(d / 2), 1.5, 10.0))
             self._far = (self.link.history, far)
         return self._far[1]
 

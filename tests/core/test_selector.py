@@ -195,6 +195,29 @@ def test_a_load_step_that_ends_while_edge_only_is_noticed():
     assert np.mean(run.cut[-100:] == 0) > 0.9
 
 
+def test_a_payload_far_bigger_than_any_sent_lately_is_worth_a_look():
+    """Only an 8 KB payload has crossed the link for minutes: its transfers are mostly rtt, so the
+    per-byte cost learnt from them says little about a 600 KB one. When the link gets 16x faster,
+    cloud-only (600 KB) becomes best by 2x; its optimism must grow with how far its payload is
+    from those sent (it was a flat 1.5x, and the selector stayed on the 8 KB cut for good: a
+    held-out world, ResNet50 224x224, 1.135x the best static cut)."""
+    from partnner_tf.sim import recovery_frames
+    from partnner_tf.sim_world import make_world, manifest_from_table
+
+    cuts = [{"boundary_bytes": 602112, "prefix_macs": 0, "suffix_macs": 4_000_000_000},
+            {"boundary_bytes": 8192, "prefix_macs": 3_990_000_000, "suffix_macs": 10_000_000},
+            {"boundary_bytes": 0, "prefix_macs": 4_000_000_000, "suffix_macs": 0}]
+    profile = {"format": "partnner-profile", "version": 1, "model": "tiny-tail", "cuts": cuts,
+               "edge": {"threads": 1, "cut_s": [0.0, 1.15, 1.10]},
+               "cloud": {"cut_s": [0.25, 0.001, 0.0]}}
+    w = make_world(profile, manifest_from_table("tiny-tail", cuts), rtt_s=0.077, hedge_slow=1.8,
+                   uplink=steps([(0, 1.5e6), (100, 24e6)]))
+    assert [int(np.argmin(w.expected(t))) for t in (0, 150)] == [2, 0]
+    run = run_policy(w, "partnner", 400, seed=17)
+    assert max(recovery_frames(run, w.changes)) <= 10, recovery_frames(run, w.changes)
+    assert np.mean(run.cut[-100:] == 0) > 0.9
+
+
 def _recovery_after_bad_link(bad_bps, seed, hedged):
     w = world(30, seed=7, uplink=steps([(0, bad_bps), (60, 100e6)]))
     sel = make_selector("partnner", w.manifest)
