@@ -7,7 +7,7 @@ from partnner_tf.errors import PartnnerError
 from partnner_tf.selector import POLICIES, Observation, make_selector
 from partnner_tf.sim import frames_to_within, run_policy, world_profile
 from partnner_tf.sim_world import synthetic_manifest
-from tests.core.worlds import constant, steps, world
+from tests.core.worlds import constant, steps, table_world, world
 
 
 def test_make_selector_knows_every_policy_and_rejects_the_rest():
@@ -178,17 +178,11 @@ def test_a_load_step_that_ends_while_edge_only_is_noticed():
     looked worth probing, and the selector stayed edge-only for good (1182 frames of a held-out
     world: ResNet50 96x96, whose cuts this copies)."""
     from partnner_tf.sim import recovery_frames
-    from partnner_tf.sim_world import make_world, manifest_from_table
 
-    cuts = [{"boundary_bytes": 110592, "prefix_macs": 0, "suffix_macs": 1_000_000_000},
-            {"boundary_bytes": 73728, "prefix_macs": 800_000_000, "suffix_macs": 200_000_000},
-            {"boundary_bytes": 8192, "prefix_macs": 900_000_000, "suffix_macs": 100_000_000},
-            {"boundary_bytes": 0, "prefix_macs": 1_000_000_000, "suffix_macs": 0}]
-    profile = {"format": "partnner-profile", "version": 1, "model": "r50", "cuts": cuts,
-               "edge": {"threads": 1, "cut_s": [0.0, 0.300, 0.320, 0.365]},
-               "cloud": {"cut_s": [0.155, 0.040, 0.002, 0.0]}}
-    w = make_world(profile, manifest_from_table("r50", cuts), uplink=constant(20e6), rtt_s=0.07,
-                   load=[(0, 1), (30, 9), (60, 1)], hedge_slow=1.36)
+    cuts = [(110592, 0, 1_000_000_000), (73728, 800_000_000, 200_000_000),
+            (8192, 900_000_000, 100_000_000), (0, 1_000_000_000, 0)]
+    w = table_world("r50", cuts, [0.0, 0.300, 0.320, 0.365], [0.155, 0.040, 0.002, 0.0],
+                    uplink=constant(20e6), rtt_s=0.07, load=[(0, 1), (30, 9), (60, 1)], hedge_slow=1.36)
     assert [int(np.argmin(w.expected(t))) for t in (0, 45)] == [0, 3]
     run = run_policy(w, "partnner", 600, seed=3)
     assert max(recovery_frames(run, w.changes)) <= 30, recovery_frames(run, w.changes)
@@ -202,16 +196,10 @@ def test_a_payload_far_bigger_than_any_sent_lately_is_worth_a_look():
     from those sent (it was a flat 1.5x, and the selector stayed on the 8 KB cut for good: a
     held-out world, ResNet50 224x224, 1.135x the best static cut)."""
     from partnner_tf.sim import recovery_frames
-    from partnner_tf.sim_world import make_world, manifest_from_table
 
-    cuts = [{"boundary_bytes": 602112, "prefix_macs": 0, "suffix_macs": 4_000_000_000},
-            {"boundary_bytes": 8192, "prefix_macs": 3_990_000_000, "suffix_macs": 10_000_000},
-            {"boundary_bytes": 0, "prefix_macs": 4_000_000_000, "suffix_macs": 0}]
-    profile = {"format": "partnner-profile", "version": 1, "model": "tiny-tail", "cuts": cuts,
-               "edge": {"threads": 1, "cut_s": [0.0, 1.15, 1.10]},
-               "cloud": {"cut_s": [0.25, 0.001, 0.0]}}
-    w = make_world(profile, manifest_from_table("tiny-tail", cuts), rtt_s=0.077, hedge_slow=1.8,
-                   uplink=steps([(0, 1.5e6), (100, 24e6)]))
+    cuts = [(602112, 0, 4_000_000_000), (8192, 3_990_000_000, 10_000_000), (0, 4_000_000_000, 0)]
+    w = table_world("tiny-tail", cuts, [0.0, 1.15, 1.10], [0.25, 0.001, 0.0], rtt_s=0.077, hedge_slow=1.8,
+                    uplink=steps([(0, 1.5e6), (100, 24e6)]))
     assert [int(np.argmin(w.expected(t))) for t in (0, 150)] == [2, 0]
     run = run_policy(w, "partnner", 400, seed=17)
     assert max(recovery_frames(run, w.changes)) <= 10, recovery_frames(run, w.changes)
@@ -383,17 +371,11 @@ def test_an_observed_cut_keeps_its_own_cost_where_costs_are_not_monotone_in_macs
 def test_a_prefix_of_no_macs_is_still_timed():
     """A cut right after a pad or a rescaling has no prefix MACs but costs edge time: partnner
     must learn that cost and not settle on it as if it were free (cloud-only is best here)."""
-    from partnner_tf.sim_world import make_world, manifest_from_table
-
-    cuts = [{"boundary_bytes": 602112, "prefix_macs": 0, "suffix_macs": 4_000_000_000},
-            {"boundary_bytes": 602112, "prefix_macs": 0, "suffix_macs": 4_000_000_000},
-            {"boundary_bytes": 802816, "prefix_macs": 100_000_000, "suffix_macs": 3_900_000_000},
-            {"boundary_bytes": 0, "prefix_macs": 4_000_000_000, "suffix_macs": 0}]
-    profile = {"format": "partnner-profile", "version": 1, "model": "padded", "cuts": cuts,
-               # cut 1: the pad takes 30 ms on the edge and saves the cloud 10 ms
-               "edge": {"threads": 1, "cut_s": [0.0, 0.030, 0.060, 2.0]},
-               "cloud": {"cut_s": [0.050, 0.040, 0.040, 0.0]}}
-    w = make_world(profile, manifest_from_table("padded", cuts), uplink=constant(400e6), rtt_s=0.01, noise=0.03)
+    cuts = [(602112, 0, 4_000_000_000), (602112, 0, 4_000_000_000), (802816, 100_000_000, 3_900_000_000),
+            (0, 4_000_000_000, 0)]
+    # cut 1: the pad takes 30 ms on the edge and saves the cloud 10 ms
+    w = table_world("padded", cuts, [0.0, 0.030, 0.060, 2.0], [0.050, 0.040, 0.040, 0.0],
+                    uplink=constant(400e6), rtt_s=0.01, noise=0.03)
     assert int(np.argmin(w.expected(0.0))) == 0
     sel = make_selector("partnner", w.manifest)
     run = run_policy(w, "partnner", 200, seed=1, selector=sel)
