@@ -53,6 +53,8 @@ class LinkEstimator:
         self.since += 1
 
     def observe(self, nbytes, transfer_s, trust=False):
+        """Take one completed transfer; returns whether it was news that replaced the per-byte
+        estimate (first sight, ``trust``, or a link unseen for STALE frames)."""
         nbytes = max(float(nbytes), 1.0)
         transfer_s = max(float(transfer_s), 1e-5)
         ratio = transfer_s / float(self.predict(nbytes))
@@ -70,7 +72,7 @@ class LinkEstimator:
         if fresh:
             # Far from the last completed transfer (not from an estimate timeouts pushed up):
             # the link itself changed.
-            if self._last_y and not 1 / BAND ** 2 <= y / self._last_y <= BAND ** 2:
+            if self._last_y and not 1 / FAR <= y / self._last_y <= FAR:
                 self.changes += 1
             self.s_per_byte = y
         elif side and len(self.recent) == SUSTAIN and all(sd == side for sd, _ in self.recent):
@@ -85,6 +87,7 @@ class LinkEstimator:
         self._last_y = y
         self.observed += 1
         self.since = 0
+        return fresh
 
     def timeout(self, nbytes, waited_s):
         """The transfer took longer than ``waited_s``: the link is slower than that, likely much."""
@@ -148,7 +151,6 @@ class CostCurve:
         self._zero_stand_in = False  # whether _known holds zero_at unobserved, at cost 0
         self._rate = self._unobserved = (None, None)
         self._run = []  # the ratios of the current run of outliers
-        self._young_run = False  # whether a cut in the run has too few costs to tell its range
         self._recent = [[] for _ in range(self.n)]  # each cut's latest costs / level
         self.zero_at = zero_at  # a cut whose cost is 0 by construction (no prefix / no suffix)
         order = np.argsort(self.x, kind="stable")
@@ -204,14 +206,15 @@ class CostCurve:
             if self.outliers and (ratio > 1) != (self._run[-1][1] > 1):
                 self._end_run()
             if self.outliers == 0:
-                self.suspect_since, self._young_run = self.t, False
-            self._young_run = self._young_run or not established
+                self.suspect_since = self.t
             self.outliers += 1
             self._run.append((cut, ratio, cost / self.level))
         del recent[:-HISTORY]
         # Slower is acted on sooner than faster: staying on a cut that got slower costs every
         # frame, while a faster board or cloud is only a missed gain.
-        needed = HISTORY if self._young_run else (OUTLIERS if ratio > 1 else OUTLIERS + 1)
+        # (A run's costs are pending, so its cuts' ranges stay as they were when it began.)
+        young = any(len(self._recent[c]) < HISTORY for c, _, _ in self._run)
+        needed = HISTORY if young else (OUTLIERS if ratio > 1 else OUTLIERS + 1)
         if self.outliers >= needed:
             # Several outliers in a row on one side: the whole board or cloud changed speed.
             # Jump by the run's typical ratio, and fix the cuts first seen since it began: they

@@ -11,7 +11,7 @@ import numpy as np
 
 from partnner_tf.errors import PartnnerError
 from partnner_tf.selector.base import Observation, Selector
-from partnner_tf.selector.estimators import STALE, CostCurve, LinkEstimator
+from partnner_tf.selector.estimators import CostCurve, LinkEstimator
 
 
 #: A MAC's relative cost by layer kind on CPUs (memory-bound kinds cost more per MAC); only a
@@ -116,12 +116,11 @@ class Partnner(Selector):
             k_lo = 0.0  # nothing seen of the cloud: it might be very fast
         link, rm = self.link, self._remote_mask
         # A link not seen for a while may have recovered: optimism about it grows with time.
-        stale = 1e3 if link.observed + link.timeouts == 0 else min(2.0 ** min(link.since / 8.0, 10.0), 1e3)
         # So may the cloud's load: seen only through the same frames, it grows as optimistic.
-        cloud_stale = stale
+        unseen = 1e3 if link.observed + link.timeouts == 0 else min(2.0 ** min(link.since / 8.0, 10.0), 1e3)
         # The rtt / per-byte split is only known near the payloads seen lately: far from all of
         # them the per-byte cost may be lower than it looks.
-        stale = np.maximum(stale, self._far_from_sent())
+        stale = np.maximum(unseen, self._far_from_sent())
         remote = (link.rtt + self.bytes * link.s_per_byte + k_est) * rm
         self._remote_s = remote
         est = e_est + remote
@@ -129,7 +128,7 @@ class Partnner(Selector):
         b = self.optimism
         e_opt = e_est - b * self.edge.unobserved() * (e_est - e_lo)
         k_opt = k_est - b * self.cloud.unobserved() * (k_est - k_lo)
-        opt = e_opt + (link.rtt + self.bytes * (link.s_per_byte / stale) + k_opt / cloud_stale) * rm
+        opt = e_opt + (link.rtt + self.bytes * (link.s_per_byte / stale) + k_opt / unseen) * rm
         # What was seen of a cut long ago may no longer hold: let near-ties be checked again.
         opt *= 1.0 - (self.recheck / 200.0) * np.minimum(self.frames - self.last_seen, 200.0)
         if self.edge_only_hedged:
@@ -233,13 +232,12 @@ class Partnner(Selector):
         else:
             nbytes = obs.bytes_sent if obs.bytes_sent is not None else self.bytes[c]
             probe = self.exploring is not None and self.exploring[0] == c and self.exploring[2]
-            unseen = probe or self.link.since >= STALE
             # A probe is the only news of a link unseen for a while: believe it outright.
-            self.link.observe(nbytes, obs.transfer_s, trust=probe)
+            news = self.link.observe(nbytes, obs.transfer_s, trust=probe)
             # Queueing and slower compute both scale with load: one level covers both. A suffix
             # of no MACs still has the server's own overhead. The cloud, seen through the same
-            # frames, is as stale as the link.
-            self.cloud.observe(c, obs.cloud_s, trust=unseen)
+            # frames, is as stale as the link, and news of it is believed the same way.
+            self.cloud.observe(c, obs.cloud_s, trust=news)
         if self.exploring is not None and self.exploring[0] == c:
             spent = obs.edge_s + obs.transfer_s + obs.cloud_s
             if obs.timed_out and not obs.edge_only_s:
