@@ -139,6 +139,8 @@ class CostCurve:
         self.created = np.full(self.n, -1, dtype=np.int64)  # observation index of first sight
         self.t = 0
         self.suspect_since = 0
+        self.seen = np.full(self.n, -1, dtype=np.int64)  # observation index of each cut's last cost
+        self.jumped = (0, 1.0)  # (observation index, level before) of the last level jump
         self.level = 1.0
         self.alpha = alpha
         self.refine = refine
@@ -169,6 +171,7 @@ class CostCurve:
         self.version += 1
         self.t += 1
         self.count[cut] += 1
+        self.seen[cut] = self.t
         if np.isnan(self.anchor[cut]):
             self.anchor[cut] = cost / self.level
             self.created[cut] = self.t
@@ -178,6 +181,7 @@ class CostCurve:
         if trust and not 1 / BAND <= ratio <= BAND:
             # The level describes a board or cloud that may be gone (a load step that ended
             # while frames ran edge-only): this cost replaces it, as a probe does the link's.
+            self.jumped = (self.t, self.level)
             self.level *= ratio
             self.changes += 1
             self.outliers, self._run = 0, []
@@ -220,6 +224,7 @@ class CostCurve:
             # Jump by the run's typical ratio, and fix the cuts first seen since it began: they
             # were normalised by the old level.
             old = self.level
+            self.jumped = (self.t, old)
             self.level *= math.exp(float(np.median(np.log([r for _, r, _ in self._run]))))
             self.changes += 1
             fresh = self.created >= self.suspect_since
@@ -329,6 +334,15 @@ class CostCurve:
                     break
             self._rate = (self.version, rate)
         return self._rate[1]
+
+    def doubt(self):
+        """Per cut, how much cheaper it may be than estimated because it has not been seen since
+        the level last went up: the jump was read off other cuts, and a board's bimodal noise
+        can fake one (1.0 for cuts seen since, or after a fall)."""
+        t, before = self.jumped
+        if before >= self.level:
+            return np.ones(self.n)
+        return np.where((self.seen >= 0) & (self.seen < t), self.level / before, 1.0)
 
     def unobserved(self):
         """1.0 for each cut not observed yet, else 0.0 (per version)."""

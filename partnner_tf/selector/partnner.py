@@ -126,7 +126,7 @@ class Partnner(Selector):
         est = e_est + remote
         # Unobserved cuts lean towards their monotone bounds; observed ones are known up to noise.
         b = self.optimism
-        e_opt = e_est - b * self.edge.unobserved() * (e_est - e_lo)
+        e_opt = (e_est - b * self.edge.unobserved() * (e_est - e_lo)) / self.edge.doubt()
         k_opt = k_est - b * self.cloud.unobserved() * (k_est - k_lo)
         opt = e_opt + (link.rtt + self.bytes * (link.s_per_byte / stale) + k_opt / unseen) * rm
         # What was seen of a cut long ago may no longer hold: let near-ties be checked again.

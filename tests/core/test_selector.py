@@ -171,6 +171,27 @@ def test_a_change_seen_by_a_cut_with_few_costs_moves_the_level():
     assert est[1] == pytest.approx(0.050, rel=0.3), est  # priced by the new level, unseen since
 
 
+def test_a_cut_not_seen_since_the_level_rose_may_still_cost_what_it_did():
+    """A board whose CPU quota makes a prefix's time bimodal can fake a slowdown: a run of slow
+    frames on one cut moves the shared level, and edge-only, not run since, is priced by it (a
+    demo run priced it at 224 ms against 140 ms true, and ran a slower cut for 80 frames). Until
+    it is seen again, its optimistic estimate keeps its price from before the jump."""
+    w = table_world("bimodal", [(602112, 0, 300_000_000), (100352, 100_000_000, 200_000_000),
+                                (0, 300_000_000, 0)], [0.0, 0.06, 0.14], [0.05, 0.01, 0.0])
+    sel = make_selector("partnner", w.manifest)
+    sel.observe(Observation(cut=2, edge_s=0.140))
+    for i in range(40):
+        sel.observe(Observation(cut=1, edge_s=0.054 if i % 2 else 0.080, transfer_s=0.08, cloud_s=0.01))
+    for _ in range(3):
+        sel.observe(Observation(cut=1, edge_s=0.150, transfer_s=0.08, cloud_s=0.01))
+    assert sel.edge.level > 1.5  # the run moved the level
+    est, opt = sel.estimates()
+    assert est[2] > 0.2 and opt[2] < 1.1 * 0.140, (est[2], opt[2])
+    sel.observe(Observation(cut=2, edge_s=0.140))  # seen again: its own cost, no doubt left
+    est, opt = sel.estimates()
+    assert opt[2] == pytest.approx(est[2], rel=0.05)
+
+
 def test_a_load_step_that_ends_while_edge_only_is_noticed():
     """The cloud's load rises 9x, which makes edge-only best; 30 s later it falls back. Edge-only
     frames never see the cloud, so its load, like the link, must grow stale: a probe goes, and
