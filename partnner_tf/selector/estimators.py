@@ -181,11 +181,7 @@ class CostCurve:
         if trust and not 1 / BAND <= ratio <= BAND:
             # The level describes a board or cloud that may be gone (a load step that ended
             # while frames ran edge-only): this cost replaces it, as a probe does the link's.
-            self.jumped = (self.t, self.level)
-            self.level *= ratio
-            self.changes += 1
-            self.outliers, self._run = 0, []
-            self._recent = [[] for _ in range(self.n)]
+            self._jump(ratio)
             return ratio
         recent = self._recent[cut]
         # A cost within the range this cut has shown lately is noise it is known to have (a
@@ -223,14 +219,9 @@ class CostCurve:
             # Several outliers in a row on one side: the whole board or cloud changed speed.
             # Jump by the run's typical ratio, and fix the cuts first seen since it began: they
             # were normalised by the old level.
-            old = self.level
-            self.jumped = (self.t, old)
-            self.level *= math.exp(float(np.median(np.log([r for _, r, _ in self._run]))))
-            self.changes += 1
-            fresh = self.created >= self.suspect_since
-            self.anchor[fresh] *= old / self.level
-            self.outliers, self._run = 0, []
-            self._recent = [[] for _ in range(self.n)]  # ranges seen at the old level
+            factor = math.exp(float(np.median(np.log([r for _, r, _ in self._run]))))
+            self.anchor[self.created >= self.suspect_since] /= factor
+            self._jump(factor)
             outlier = False
         elif 1 / BAND <= ratio <= BAND:
             # Slow drift that all cuts share (a board warming up, a cloud filling up); a
@@ -246,6 +237,15 @@ class CostCurve:
         w = max(1.0 / self.count[cut], self.refine)
         self.anchor[cut] += w * (cost / self.level - self.anchor[cut])
         return ratio
+
+    def _jump(self, factor):
+        """The whole board or cloud changed speed by ``factor``: move the level, drop any pending
+        run and the cuts' usual ranges (seen at the old level)."""
+        self.jumped = (self.t, self.level)
+        self.level *= factor
+        self.changes += 1
+        self.outliers, self._run = 0, []
+        self._recent = [[] for _ in range(self.n)]
 
     def forget(self, cut):
         """Drop what was seen of ``cut``: its next cost anchors it afresh."""
