@@ -216,8 +216,10 @@ def main(argv=None):
             rows_by[f"{label} s{seed}"] = rows
             worst = sorted(rows, key=lambda r: -r["vs_oracle"])[:3]
             # ... and every world that misses a per-world goal.
+            goal = {name: bound for name, _, bound in GOALS}
             worst += [r for r in rows if r not in worst and (
-                r["vs_static"] > 1.05 or max(r["recovery"], default=0) > 10 or r["conv_ns"] < 17.6 * r["conv_p"])]
+                r["vs_static"] > goal["worst_vs_static"] or max(r["recovery"], default=0) > goal["recovery_max"]
+                or r["conv_ns"] < goal["conv_ratio_min"] * r["conv_p"])]
             for r in worst:
                 print(f"   worst s{seed}: {r['world']} vs_oracle={r['vs_oracle']:.3f} vs_static={r['vs_static']:.3f} "
                       f"rec={r['recovery']} conv={r['conv_p']:.2f}/{r['conv_ns']:.2f}")
