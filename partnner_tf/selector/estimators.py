@@ -149,7 +149,7 @@ class CostCurve:
         self.version = 0  # bumped by every change, so predict() can reuse its last answer
         self._predicted = (None, None)
         self._shape = (None, None)  # the level-free pieces of the curve, per version
-        self._known = None  # the observed cuts (and a zero_at stand-in), in MAC order
+        self._known = None  # _layout(): the observed cuts (and a zero_at stand-in), in MAC order, ...
         self._zero_stand_in = False  # whether _known holds zero_at unobserved, at cost 0
         self._rate = self._unobserved = (None, None)
         self._run = []  # the ratios of the current run of outliers
@@ -271,12 +271,12 @@ class CostCurve:
         The curve runs once per frame on the edge, so its MAC-space shape is built once per
         change (``_pieces``) and level and prior are applied to it here.
         """
-        key = (self.version, prior_per_x)
+        base, dx, own_rate, small, lower = self._pieces()
+        rate = prior_per_x if own_rate is None else own_rate
+        if small:
+            rate = min(rate, prior_per_x)
+        key = (self.version, rate)  # the same answer (object) while neither changes
         if self._predicted[0] != key:
-            base, dx, own_rate, small, lower = self._pieces()
-            rate = prior_per_x if own_rate is None else own_rate
-            if small:
-                rate = min(rate, prior_per_x)
             est = base + dx * rate
             self._predicted = (key, (est * self.level, np.minimum(lower, est) * self.level))
         return self._predicted[1]
@@ -288,47 +288,64 @@ class CostCurve:
         lower bound."""
         if self._shape[0] == self.version:
             return self._shape[1]
-        if self._known is None:
-            known = list(self.observed)
-            self._zero_stand_in = self.zero_at is not None and np.isnan(self.anchor[self.zero_at])
-            if self._zero_stand_in:
-                known.append(self.zero_at)
-            self._known = np.array(sorted(known, key=lambda c: self._xs[c]), dtype=np.int64)
-        if not self._known.size:
+        lay = self._layout()
+        if lay is None:
             pieces = (np.zeros(self.n), self.x, None, False, np.zeros(self.n))
         else:
-            xs = self._xs[self._known]
-            vals = self.anchor[self._known]
+            known, xs, below, seen, dx, small = lay
+            # [0, the known cuts' costs in MAC order, made monotone]: the abscissa ``xs`` starts
+            # at no MACs (cost 0) when the smallest known cut has some.
+            vals = np.zeros(len(known) + 1)
+            vals[1:] = self.anchor[known]
             if self._zero_stand_in:
                 vals[np.isnan(vals)] = 0.0  # zero_at, not observed: no MACs, no cost
-            vals = np.maximum.accumulate(vals)
+            np.maximum.accumulate(vals, out=vals)
             top_x, top_v = xs[-1], vals[-1]
             # Monotone bound: a cut costs at least what its nearest observed smaller neighbour costs.
-            lower = np.concatenate(([0.0], vals))[np.searchsorted(xs, self._xs, side="right")]
-            if xs[0] > 0:
-                # Below the smallest anchor: its cost per MAC, down to nothing at no MACs.
-                xs, vals = np.concatenate(([0.0], xs)), np.concatenate(([0.0], vals))
-            base = np.interp(self._xs, xs, vals)  # flat (the top anchor's cost) beyond it
+            lower = vals[below]
+            # Interpolated in MAC space; flat (the top anchor's cost) beyond it.
+            base = np.interp(self._xs, xs, vals if len(xs) > len(known) else vals[1:])
             # An observed cut costs what it was seen to cost: real prefixes and suffixes are not
             # monotone in MACs (an elementwise layer, a pad the converter leaves unfused), and
             # a neighbour's cost must not hide a cut that is cheaper than its MACs suggest.
-            seen = ~np.isnan(self.anchor)
-            base[seen] = self.anchor[seen]
-            dx = np.maximum(self._xs - top_x, 0.0)
+            np.copyto(base, self.anchor, where=seen)
             own = top_v / top_x if top_x > 0 and top_v > 0 else None
-            # A small workload's cost is mostly fixed overhead: its per-MAC figure would price
-            # far bigger ones many times too high. Beyond it, no dearer than the prior.
-            small = bool(top_x < 0.5 * self.x.max())
             pieces = (base, dx, own, small, lower)
         self._shape = (self.version, pieces)
         return pieces
 
+    def _layout(self):
+        """What the curve's shape takes from which cuts are known, not from their costs (so it is
+        built once per newly observed or forgotten cut, not per cost): the known cuts in MAC
+        order, the interpolation abscissa, each cut's nearest known smaller neighbour, the
+        observed mask, each cut's MACs beyond the largest known and whether that one is under
+        half the largest workload. None while nothing is known."""
+        if self._known is not None:
+            return self._known
+        known = list(self.observed)
+        self._zero_stand_in = self.zero_at is not None and np.isnan(self.anchor[self.zero_at])
+        if self._zero_stand_in:
+            known.append(self.zero_at)
+        if not known:
+            self._known = None
+            return None
+        known = np.array(sorted(known, key=lambda c: self._xs[c]), dtype=np.int64)
+        xs = self._xs[known]
+        below = np.searchsorted(xs, self._xs, side="right")  # index into [0, known costs...]
+        top_x = xs[-1]
+        if xs[0] > 0:
+            # Below the smallest anchor: its cost per MAC, down to nothing at no MACs.
+            xs = np.concatenate(([0.0], xs))
+        self._known = (known, xs, below, ~np.isnan(self.anchor), np.maximum(self._xs - top_x, 0.0),
+                       bool(top_x < 0.5 * self.x.max()))
+        return self._known
+
     def rate(self):
         """Observed cost per MAC at the level now (None before any non-trivial anchor)."""
         if self._rate[0] != self.version:
-            self._pieces()
+            lay = self._layout()
             rate = None
-            for c in self._known[::-1]:  # the largest observed workload with a cost
+            for c in (lay[0][::-1] if lay is not None else ()):  # the largest observed workload with a cost
                 if self.x[c] > 0 and self.anchor[c] > 0:
                     rate = float(self.anchor[c] * self.level / self.x[c])
                     break
@@ -338,14 +355,15 @@ class CostCurve:
     def doubt(self):
         """Per cut, how much cheaper it may be than estimated because it has not been seen since
         the level last went up: the jump was read off other cuts, and a board's bimodal noise
-        can fake one (1.0 for cuts seen since, or after a fall)."""
+        can fake one (1.0 for cuts seen since, or after a fall: then the scalar 1.0)."""
         t, before = self.jumped
         if before >= self.level:
-            return np.ones(self.n)
+            return 1.0
         return np.where((self.seen >= 0) & (self.seen < t), self.level / before, 1.0)
 
     def unobserved(self):
-        """1.0 for each cut not observed yet, else 0.0 (per version)."""
-        if self._unobserved[0] != self.version:
-            self._unobserved = (self.version, np.isnan(self.anchor).astype(np.float64))
+        """1.0 for each cut not observed yet, else 0.0 (per set of known cuts)."""
+        lay = self._layout()
+        if self._unobserved[0] is not lay or lay is None:
+            self._unobserved = (lay, np.isnan(self.anchor).astype(np.float64))
         return self._unobserved[1]

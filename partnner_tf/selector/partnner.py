@@ -7,6 +7,8 @@ when an optimistic estimate could beat the best and a regret budget (a small sha
 latency so far) pays for it. docs/selector.md explains the design.
 """
 
+import math
+
 import numpy as np
 
 from partnner_tf.errors import PartnnerError
@@ -100,6 +102,7 @@ class Partnner(Selector):
         self.edge_only_hedged = False  # edge-only is known from hedged runs only
         self.hedge_slow = 1.0  # a hedged edge-only run's time over a plain one's, as seen
         self._est = None
+        self._terms = (None, None, None)  # _remote_terms: (cloud estimate, link estimate, terms)
         self._far = (None, None)
 
     # -- estimates ------------------------------------------------------------------------------
@@ -110,25 +113,18 @@ class Partnner(Selector):
             return self._est
         e_rate = self.edge.rate() or 1e-9
         e_est, e_lo = self.edge.predict(e_rate)
-        c_rate = e_rate / self.cloud_speedup  # the prior; observed cuts anchor the curve
-        k_est, k_lo = self.cloud.predict(c_rate)
-        if self.cloud.rate() is None:
-            k_lo = 0.0  # nothing seen of the cloud: it might be very fast
-        link, rm = self.link, self._remote_mask
+        remote, fixed, wire, cloud = self._remote_terms(e_rate / self.cloud_speedup)
+        link = self.link
         # A link not seen for a while may have recovered: optimism about it grows with time.
         # So may the cloud's load: seen only through the same frames, it grows as optimistic.
         unseen = 1e3 if link.observed + link.timeouts == 0 else min(2.0 ** min(link.since / 8.0, 10.0), 1e3)
         # The rtt / per-byte split is only known near the payloads seen lately: far from all of
         # them the per-byte cost may be lower than it looks.
         stale = np.maximum(unseen, self._far_from_sent())
-        remote = (link.rtt + self.bytes * link.s_per_byte + k_est) * rm
-        self._remote_s = remote
         est = e_est + remote
         # Unobserved cuts lean towards their monotone bounds; observed ones are known up to noise.
-        b = self.optimism
-        e_opt = (e_est - b * self.edge.unobserved() * (e_est - e_lo)) / self.edge.doubt()
-        k_opt = k_est - b * self.cloud.unobserved() * (k_est - k_lo)
-        opt = e_opt + (link.rtt + self.bytes * (link.s_per_byte / stale) + k_opt / unseen) * rm
+        e_opt = (e_est - self.optimism * self.edge.unobserved() * (e_est - e_lo)) / self.edge.doubt()
+        opt = e_opt + fixed + wire / stale + cloud / unseen
         # What was seen of a cut long ago may no longer hold: let near-ties be checked again.
         opt *= 1.0 - (self.recheck / 200.0) * np.minimum(self.frames - self.last_seen, 200.0)
         if self.edge_only_hedged:
@@ -136,18 +132,37 @@ class Partnner(Selector):
         self._est = (est, np.minimum(opt, est))
         return self._est
 
+    def _remote_terms(self, cloud_prior):
+        """Per cut (zero for edge-only), the estimated link + cloud time, and its parts that
+        optimism scales: the link's fixed and per-byte parts and the cloud's optimistic cost.
+        Built again only when the link's or the cloud's estimate moved (not on an edge-only frame)."""
+        k = self.cloud.predict(cloud_prior)
+        link, cached = self.link, self._terms
+        if cached[0] is k and cached[1] == (link.rtt, link.s_per_byte):
+            return cached[2]
+        k_est, k_lo = k
+        if self.cloud.rate() is None:
+            k_lo = 0.0  # nothing seen of the cloud: it might be very fast
+        k_opt = k_est - self.optimism * self.cloud.unobserved() * (k_est - k_lo)
+        rm = self._remote_mask
+        wire = self.bytes * link.s_per_byte * rm
+        terms = ((link.rtt + wire + k_est) * rm, link.rtt * rm, wire, k_opt * rm)
+        self._remote_s = terms[0]
+        self._terms = (k, (link.rtt, link.s_per_byte), terms)
+        return terms
+
     # -- the contract ---------------------------------------------------------------------------
 
     def choose(self):
-        if np.isnan(self.edge.anchor[self.E]):
+        if math.isnan(self.edge.anchor[self.E]):
             return self._first_frames()
         est, opt = self.estimates()
-        best = int(np.argmin(est))
+        best = int(est.argmin())
         if best != self.current and est[self.current] <= est[best] * (1 + self.hysteresis):
             best = self.current
         self.current = best
         self.exploring = None
-        cand = np.flatnonzero(opt < est[best] * (1 - self.hysteresis))
+        cand = (opt < est[best] * (1 - self.hysteresis)).nonzero()[0]
         if not cand.size:
             return best
         mid = 0.5 * (est[cand] + opt[cand])
@@ -202,7 +217,7 @@ class Partnner(Selector):
     def observe(self, obs: Observation):
         self._est = None
         self.frames += 1
-        edge_unknown = np.isnan(self.edge.anchor[self.E])
+        edge_unknown = math.isnan(self.edge.anchor[self.E])
         c = obs.cut
         if not 0 <= c < len(self.bytes):
             raise PartnnerError(f"observation for cut {c}: model {self.manifest.name!r} has cuts 0..{len(self.bytes) - 1}")
@@ -223,7 +238,7 @@ class Partnner(Selector):
             # Beside a plain edge-only time, a hedged one tells what hedging costs the edge.
             ratio = obs.edge_only_s / float(self.edge.anchor[self.E] * self.edge.level)
             self.hedge_slow = 0.7 * self.hedge_slow + 0.3 * min(max(ratio, 1.0), 3.0)
-        if edge_unknown and not np.isnan(self.edge.anchor[self.E]):
+        if edge_unknown and not math.isnan(self.edge.anchor[self.E]):
             self.tokens = self.start_budget * max(float(self.edge.anchor[self.E] * self.edge.level), 1e-4)
         if self.is_edge[c]:
             self.link.tick()
@@ -249,12 +264,12 @@ class Partnner(Selector):
             # A debt run up exploring (or probing a bad link) bought knowledge of conditions
             # that have just changed: it must not keep the selector from exploring the new ones.
             self.changes, self.tokens = changes, max(self.tokens, 0.0)
-        est, _ = self.estimates()
+        best = float(self.estimates()[0].min())
         # The budget refills with a share of what frames cost; exploring spends it. What the
         # start allowed and the start did not need fades (to two frames' worth): spent dozens of
         # frames later, it would be a burst of explorations nothing asked for.
         cap = max(self.start_budget * START_FADE ** self.frames, 2.0)
-        self.tokens = min(self.tokens + self.budget * float(est.min()), cap * float(est.min()))
+        self.tokens = min(self.tokens + self.budget * best, cap * best)
 
     def deadline_s(self, cut):
         """How long to wait for the cloud. Giving up costs a whole edge-only run and cellular
@@ -282,10 +297,9 @@ class Partnner(Selector):
 
     def likely_cuts(self):
         """Cuts the next frames may ask for (the runtime preloads them)."""
-        est, opt = self.estimates() if not np.isnan(self.edge.anchor[self.E]) else (None, None)
-        if est is None:
+        if math.isnan(self.edge.anchor[self.E]):
             return [self.E]
-        return [int(c) for c in np.argsort(opt)[:3]]
+        return self.estimates()[1].argsort()[:3].tolist()
 
     # -- helpers --------------------------------------------------------------------------------
 
