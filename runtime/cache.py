@@ -102,6 +102,27 @@ class PrefixCache:
                     self._queue.append(cut)
             self._cv.notify()
 
+    def fill(self, cuts, size_of):
+        """Load ``cuts`` now, in order, while each fits in the budget beside what is loaded (its
+        file's ``size_of(cut)`` bytes at least); stop at the first that does not. Returns the cuts
+        loaded. For before the first frame: a load while frames run holds the GIL through its
+        whole ``allocate_tensors`` (110-130 ms for a ResNet50 96x96 prefix on this host), and the
+        frame waits that long for its cloud reply."""
+        done = []
+        for cut in cuts:
+            with self._cv:
+                if cut in self._loaded or cut in self._loading:
+                    continue
+            if self.nbytes + size_of(cut) > self.budget_bytes:
+                break
+            prefix = self._loader(self._paths[cut])
+            with self._cv:
+                if self.nbytes + prefix.nbytes > self.budget_bytes:
+                    break  # bigger loaded than its file: it would evict one already here
+                self._loaded[cut] = prefix
+            done.append(cut)
+        return done
+
     def drain(self, timeout_s=60.0):
         """Wait until no background load is queued or running; True if none is left."""
         deadline = time.monotonic() + timeout_s

@@ -56,6 +56,12 @@ def run(out, cloud, source, frames, policy, profile_path, log_path, threads, boa
     results = []
     try:
         with runtime:
+            if getattr(runtime.selector, "adaptive", True):
+                # Loads while frames run would stall them: the cuts it may swap to load now.
+                t = time.perf_counter()
+                loaded = runtime.preload()
+                if loaded and not quiet:
+                    click.echo(f"preloaded the prefixes of cuts {loaded} in {time.perf_counter() - t:.1f} s", err=True)
             for result in runtime.stream(open_source(source, runtime.manifest.input, frames=frames)):
                 results.append(result.to_dict())
                 live.update(result)

@@ -1,6 +1,7 @@
 """The edge runtime: per frame, run the chosen cut's prefix, send the boundary, never lose a frame."""
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -179,6 +180,20 @@ class EdgeRuntime:
             log.info("no cloud endpoint: policy %r runs every frame edge-only", selector)
             selector = "edge"
         return board_selector(selector, self.manifest, self.cuts, **(self.options["selector_options"] or {}))
+
+    def preload(self, cuts=None):
+        """Load now, smallest first, as many of ``cuts`` (default: every prefix on this board) as
+        the prefix cache's budget holds beside the edge-only one; returns the cuts loaded.
+
+        For before the first frame: a prefix loaded while frames run stalls one (see
+        :meth:`PrefixCache.fill`). What does not fit is still loaded when wanted, in the background.
+        """
+        cuts = [c for c in (self.files if cuts is None else cuts) if c in self.files]
+
+        def size(cut):
+            return os.path.getsize(self.manifest.path(self.files[cut].path))
+
+        return self.cache.fill(sorted(cuts, key=size), size)
 
     # -- frames -------------------------------------------------------------------------------
 

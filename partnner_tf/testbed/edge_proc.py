@@ -62,24 +62,10 @@ def _preload(runtime, policy):
     A fixed policy needs its own cut only; an adaptive one gets the smallest prefixes first, up
     to the cache's budget, so its swaps cost what a warm cache costs and nothing is evicted.
     """
-    m = runtime.manifest
-    if policy.startswith("fixed:"):
-        cuts = [int(policy.split(":", 1)[1])]
-    elif policy in ("edge", "cloud"):
+    if policy in ("edge", "cloud"):
         cuts = []
     else:
-        sized = sorted((os.path.getsize(m.path(c.prefix)), c.id) for c in m.cuts if c.prefix is not None)
-        cuts, total = [], 0
-        for size, cut in sized:
-            total += 2 * size  # file plus arena, roughly
-            if total > 0.8 * runtime.cache.budget_bytes:
-                break
-            cuts.append(cut)
-    cuts = [c for c in cuts if m.cuts[c].prefix is not None]
-    runtime.cache.prefetch(cuts)
-    deadline = time.monotonic() + 120
-    while not all(runtime.cache.is_ready(c) for c in cuts) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        cuts = runtime.preload([int(policy.split(":", 1)[1])] if policy.startswith("fixed:") else None)
     # A prefix's first runs after loading take up to 1.6x its usual time (caches, thread pool):
     # start-up, not what a board is measured on. Left in, one slow first edge-only frame
     # anchors the selector's edge-only estimate high for the whole short run.

@@ -275,3 +275,28 @@ def test_a_board_sets_the_prefix_cache_budget_from_its_memory(residual_out):
         assert rt.cache.budget_bytes == 10**6  # an explicit budget wins
     # The testbed gives its emulated boards the budget the runtime would take on the real one.
     assert board_budget_mb("rpi3b") == round(BOARD_MEMORY_SHARE * get_board("rpi3b").memory_mb, 1)
+
+
+def test_preload_fills_the_budget_smallest_first_and_frames_then_load_nothing(residual_out, daemon, frames):
+    import os
+
+    m = load_manifest(residual_out)
+    with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector="partnner") as rt:
+        size = {c: os.path.getsize(m.path(f.path)) for c, f in rt.files.items()}
+        loaded = rt.preload()
+        assert sorted(loaded, key=size.get) == loaded and set(loaded) | {rt.edge_cut} == set(rt.files)
+        assert rt.preload() == []  # nothing left to load
+        for k in range(8):
+            rt.infer(frames[k % len(frames)])
+        rt.settle()
+        assert rt.cache.stats["misses"] == 1 and rt.cache.stats["prefetched"] == 0  # the pinned edge-only model
+    # A budget for the edge-only model and the smallest other prefix: that one is loaded, no
+    # more, and nothing is evicted to make room.
+    with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector="partnner", budget_bytes=10**9) as probe:
+        probe.preload()
+        need = {c: p.nbytes for c, p in probe.cache._loaded.items()}
+    smallest = min((c for c in need if c != rt.edge_cut), key=size.get)
+    budget = need[rt.edge_cut] + need[smallest] + 1
+    with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector="partnner", budget_bytes=budget) as rt:
+        assert rt.preload() == [smallest]
+        assert sorted(rt.cache.loaded()) == sorted([rt.edge_cut, smallest]) and rt.cache.stats["evicted"] == 0
