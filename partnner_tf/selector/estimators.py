@@ -172,12 +172,13 @@ class CostCurve:
         self.t += 1
         self.count[cut] += 1
         self.seen[cut] = self.t
-        if np.isnan(self.anchor[cut]):
+        anchor = float(self.anchor[cut])  # Python floats from here: the same IEEE sums, faster
+        if math.isnan(anchor):
             self.anchor[cut] = cost / self.level
             self.created[cut] = self.t
             self._known = None
             return 1.0
-        ratio = cost / (self.anchor[cut] * self.level)
+        ratio = cost / (anchor * self.level)
         if trust and not 1 / BAND <= ratio <= BAND:
             # The level describes a board or cloud that may be gone (a load step that ended
             # while frames ran edge-only): this cost replaces it, as a probe does the link's.
@@ -234,8 +235,9 @@ class CostCurve:
         # The cut's own anchor absorbs its noise (a running mean, then an EWMA), so the shared
         # level moves only for what all cuts share. The mean is arithmetic: latency is what is
         # minimised, and a geometric mean would let rare fast frames hide the usual slow ones.
-        w = max(1.0 / self.count[cut], self.refine)
-        self.anchor[cut] += w * (cost / self.level - self.anchor[cut])
+        w = max(1.0 / int(self.count[cut]), self.refine)
+        anchor = float(self.anchor[cut])  # (a jump or the end of a run may have moved it)
+        self.anchor[cut] = anchor + w * (cost / self.level - anchor)
         return ratio
 
     def _jump(self, factor):

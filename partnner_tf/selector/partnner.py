@@ -165,7 +165,6 @@ class Partnner(Selector):
         cand = (opt < est[best] * (1 - self.hysteresis)).nonzero()[0]
         if not cand.size:
             return best
-        mid = 0.5 * (est[cand] + opt[cand])
         if self.is_edge[best]:
             # Edge-only: the link is unseen, so probe it with the cheapest promising cut. A
             # hedged probe costs its prefix and what the request slows the edge-only run beside
@@ -182,7 +181,7 @@ class Partnner(Selector):
         if self.tokens > 0:
             # The most promising by the middle of estimate and optimism, if the expected cost
             # (bounded by the deadline) fits the budget; what it really cost is charged after.
-            c = int(cand[np.argmin(mid)])
+            c = int(cand[(est[cand] + opt[cand]).argmin()])
             expected = min(0.5 * (est[c] + opt[c]), self._loss_if_late(c, est)) - est[best]
             if expected <= self.tokens:
                 self.exploring = (c, float(est[best]), False)
