@@ -6,7 +6,8 @@ cuts) and synthetic ones.
 
 Per frame the edge runtime calls ``choose``, ``hedge``, ``observe`` and ``likely_cuts`` (the
 preload hint); this loop does the same, on observations drawn from the profile's costs at the
-chosen cut (5% noise, a 20 Mbit/s link), so the selector follows its usual path. The figures are
+chosen cut (5% noise), so the selector follows its usual path, in two worlds (``WORLDS``): one
+where the best cut is partitioned and one where partnner runs edge-only. The figures are
 microseconds of this machine's CPU in a tight loop; inside the runtime, where each frame's
 interpreter run leaves the caches cold, they are about twice that, and a board's CPU runs Python
 several times slower. Results go to benchmarks/results/selector_overhead.md.
@@ -38,9 +39,16 @@ def manifests():
     return out
 
 
-def per_frame_us(manifest, prof, policy, frames, seed=0):
+#: The two worlds each selector runs in: (board's slowdown vs the profile, link Mbit/s, link fixed
+#: s). Partitioned: a board 10x slower on a 20 Mbit/s link; edge-only: the profiled edge on a
+#: 1 Mbit/s link, where partnner runs edge-only (and probes the link now and then).
+WORLDS = {"partitioned": (10.0, 20.0, 0.01), "edge-only": (1.0, 1.0, 0.05)}
+
+
+def per_frame_us(manifest, prof, policy, frames, world="partitioned", seed=0):
     """Mean wall microseconds of one frame's selector calls, after a warm-up of 100 frames."""
-    edge_s = np.asarray(prof["edge"]["cut_s"], dtype=np.float64) * 10.0  # a board 10x slower
+    slow, mbps, fixed_s = WORLDS[world]
+    edge_s = np.asarray(prof["edge"]["cut_s"], dtype=np.float64) * slow
     cloud_s = np.asarray(prof["cloud"]["cut_s"], dtype=np.float64)
     nbytes = np.array([c.boundary_bytes for c in manifest.cuts], dtype=np.float64)
     options = {"profile": prof} if policy == "neurosurgeon" else {}
@@ -57,7 +65,7 @@ def per_frame_us(manifest, prof, policy, frames, seed=0):
         if c == E:
             obs = Observation(cut=c, edge_s=edge_s[c] * noise[i, 0])
         else:
-            obs = Observation(cut=c, edge_s=edge_s[c] * noise[i, 0], transfer_s=0.01 + nbytes[c] * 8 / 20e6 * noise[i, 1],
+            obs = Observation(cut=c, edge_s=edge_s[c] * noise[i, 0], transfer_s=fixed_s + nbytes[c] * 8 / (mbps * 1e6) * noise[i, 1],
                               cloud_s=cloud_s[c], bytes_sent=int(nbytes[c]))
         sel.observe(obs)
         getattr(sel, "likely_cuts", list)()
@@ -78,20 +86,25 @@ def main(argv=None):
     rows = []
     for name, m, prof in manifests():
         us = {p: per_frame_us(m, prof, p, args.frames) for p in POLICIES}
+        us["partnner edge-only"] = per_frame_us(m, prof, "partnner", args.frames, world="edge-only")
         frame_ms = prof["edge"]["cut_s"][m.edge_only] * 1e3
         rows.append((name, len(m.cuts), us, frame_ms))
-        print(f"{name:>24} {len(m.cuts):>4} cuts  " + "  ".join(f"{p} {us[p]:6.1f} us" for p in POLICIES)
-              + f"  partnner/edge {us['partnner'] / us['edge']:5.1f}x  partnner / the profile's edge-only frame "
-              f"{us['partnner'] / (frame_ms * 1e3):.2%}", flush=True)
+        print(f"{name:>24} {len(m.cuts):>4} cuts  " + "  ".join(f"{p} {v:6.1f} us" for p, v in us.items())
+              + f"  partnner/edge {us['partnner'] / us['edge']:5.1f}x  partnner edge-only / the profile's edge-only "
+              f"frame {us['partnner edge-only'] / (frame_ms * 1e3):.2%}", flush=True)
     lines = ["# Selector cost per frame", "",
              f"`.venv/bin/python benchmarks/selector_overhead.py --frames {args.frames}`: microseconds of this "
              "machine's CPU per frame for `choose` + `hedge` + `observe` + `likely_cuts`, in a tight loop "
-             "(inside the edge runtime about twice that: cold caches after each interpreter run).", "",
-             "| manifest | cuts | edge-only selector us | neurosurgeon us | partnner us | partnner / edge selector "
-             "| partnner / the model's edge-only frame in its profile |", "|---|---|---|---|---|---|---|"]
+             "(inside the edge runtime about twice that: cold caches after each interpreter run). Partitioned "
+             "world: a board 10x slower than the profile on a 20 Mbit/s link; edge-only world: the profiled "
+             "edge on a 1 Mbit/s link, where partnner runs edge-only and probes the link now and then.", "",
+             "| manifest | cuts | edge-only selector us | neurosurgeon us | partnner us, partitioned | partnner / edge "
+             "selector | partnner us, edge-only world | that / the model's edge-only frame in its profile |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, n, us, frame_ms in rows:
         lines.append(f"| {name} | {n} | {us['edge']:.1f} | {us['neurosurgeon']:.1f} | {us['partnner']:.1f} | "
-                     f"{us['partnner'] / us['edge']:.0f}x | {us['partnner'] / (frame_ms * 1e3):.2%} of {frame_ms:.1f} ms |")
+                     f"{us['partnner'] / us['edge']:.0f}x | {us['partnner edge-only']:.1f} | "
+                     f"{us['partnner edge-only'] / (frame_ms * 1e3):.2%} of {frame_ms:.1f} ms |")
     if not args.no_write:
         out = HERE / "results" / "selector_overhead.md"
         out.write_text("\n".join(lines) + "\n")
