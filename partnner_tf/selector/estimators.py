@@ -149,7 +149,7 @@ class CostCurve:
         self.version = 0  # bumped by every change, so predict() can reuse its last answer
         self._predicted = (None, None)
         self._shape = (None, None)  # the level-free pieces of the curve, per version
-        self._known = None  # _layout(): the observed cuts (and a zero_at stand-in), in MAC order, ...
+        self._known = None  # what _layout() built from the observed cuts (and a zero_at stand-in)
         self._zero_stand_in = False  # whether _known holds zero_at unobserved, at cost 0
         self._rate = self._unobserved = (None, None)
         self._run = []  # the ratios of the current run of outliers
@@ -338,8 +338,10 @@ class CostCurve:
         if xs[0] > 0:
             # Below the smallest anchor: its cost per MAC, down to nothing at no MACs.
             xs = np.concatenate(([0.0], xs))
-        self._known = (known, xs, below, ~np.isnan(self.anchor), np.maximum(self._xs - top_x, 0.0),
-                       bool(top_x < 0.5 * self.x.max()))
+        # A small workload's cost is mostly fixed overhead: its per-MAC figure would price far
+        # bigger ones many times too high (predict then prices them no dearer than the prior).
+        small = bool(top_x < 0.5 * self.x.max())
+        self._known = (known, xs, below, ~np.isnan(self.anchor), np.maximum(self._xs - top_x, 0.0), small)
         return self._known
 
     def rate(self):

@@ -294,7 +294,7 @@ def test_preload_fills_the_budget_smallest_first_and_frames_then_load_nothing(re
     # more, and nothing is evicted to make room.
     with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector="partnner", budget_bytes=10**9) as probe:
         probe.preload()
-        need = {c: p.nbytes for c, p in probe.cache._loaded.items()}
+        need = {c: probe.cache.get(c).nbytes for c in probe.cache.loaded()}
     smallest = min((c for c in need if c != rt.edge_cut), key=size.get)
     budget = need[rt.edge_cut] + need[smallest] + 1
     with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector="partnner", budget_bytes=budget) as rt:
