@@ -300,3 +300,12 @@ def test_preload_fills_the_budget_smallest_first_and_frames_then_load_nothing(re
     with EdgeRuntime(residual_out, cloud=daemon.endpoint, selector="partnner", budget_bytes=budget) as rt:
         assert rt.preload() == [smallest]
         assert sorted(rt.cache.loaded()) == sorted([rt.edge_cut, smallest]) and rt.cache.stats["evicted"] == 0
+
+
+def test_cli_run_preloads_an_adaptive_policys_prefixes(residual_out, daemon):
+    res = CliRunner().invoke(edge_cli, [
+        "run", str(residual_out), "--cloud", daemon.endpoint, "--source", "random:3", "--frames", "12",
+        "--policy", "partnner", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "preloaded the prefixes of cuts" in res.output
+    assert "prefix loads: 1 in frame, 0 prefetched" in res.output  # the edge-only model, at start
