@@ -8,9 +8,11 @@ Per frame the edge runtime calls ``choose``, ``hedge``, ``observe`` and ``likely
 preload hint); this loop does the same, on observations drawn from the profile's costs at the
 chosen cut (5% noise), so the selector follows its usual path, in two worlds (``WORLDS``): one
 where the best cut is partitioned and one where partnner runs edge-only. The figures are
-microseconds of this machine's CPU in a tight loop; inside the runtime, where each frame's
-interpreter run leaves the caches cold, they are about twice that, and a board's CPU runs Python
-several times slower. Results go to benchmarks/results/selector_overhead.md.
+microseconds of this machine's CPU in a tight loop, and in the edge-only world also "cold": with
+the caches flushed before each frame, as each frame's interpreter run leaves them in the runtime.
+A board's CPU runs Python several times slower. To compare two versions of the selector, run
+this script from one tree with ``PYTHONPATH`` set to the other. Results go to
+benchmarks/results/selector_overhead.md.
 """
 
 import argparse
@@ -43,10 +45,14 @@ def manifests():
 #: s). Partitioned: a board 10x slower on a 20 Mbit/s link; edge-only: the profiled edge on a
 #: 1 Mbit/s link, where partnner runs edge-only (and probes the link now and then).
 WORLDS = {"partitioned": (10.0, 20.0, 0.01), "edge-only": (1.0, 1.0, 0.05)}
+#: Bytes read between frames (untimed) for the cold figure: an interpreter run leaves the caches
+#: full of its own tensors, not the selector's state.
+COLD_BYTES = 16 * 2**20
 
 
-def per_frame_us(manifest, prof, policy, frames, world="partitioned", seed=0):
-    """Mean wall microseconds of one frame's selector calls, after a warm-up of 100 frames."""
+def per_frame_us(manifest, prof, policy, frames, world="partitioned", cold=False, seed=0):
+    """Mean wall microseconds of one frame's selector calls, after a warm-up of 100 frames;
+    ``cold``: with the caches flushed before each frame."""
     slow, mbps, fixed_s = WORLDS[world]
     edge_s = np.asarray(prof["edge"]["cut_s"], dtype=np.float64) * slow
     cloud_s = np.asarray(prof["cloud"]["cut_s"], dtype=np.float64)
@@ -72,10 +78,15 @@ def per_frame_us(manifest, prof, policy, frames, world="partitioned", seed=0):
 
     for i in range(100):
         frame(i)
-    t0 = time.perf_counter()
+    scratch = np.ones(COLD_BYTES // 8) if cold else None
+    total = 0.0
     for i in range(100, frames + 100):
+        if scratch is not None:
+            scratch.sum()
+        t0 = time.perf_counter()
         frame(i)
-    return (time.perf_counter() - t0) / frames * 1e6
+        total += time.perf_counter() - t0
+    return total / frames * 1e6
 
 
 def main(argv=None):
@@ -87,24 +98,26 @@ def main(argv=None):
     for name, m, prof in manifests():
         us = {p: per_frame_us(m, prof, p, args.frames) for p in POLICIES}
         us["partnner edge-only"] = per_frame_us(m, prof, "partnner", args.frames, world="edge-only")
+        us["cold"] = per_frame_us(m, prof, "partnner", args.frames, world="edge-only", cold=True)
         frame_ms = prof["edge"]["cut_s"][m.edge_only] * 1e3
         rows.append((name, len(m.cuts), us, frame_ms))
         print(f"{name:>24} {len(m.cuts):>4} cuts  " + "  ".join(f"{p} {v:6.1f} us" for p, v in us.items())
-              + f"  partnner/edge {us['partnner'] / us['edge']:5.1f}x  partnner edge-only / the profile's edge-only "
-              f"frame {us['partnner edge-only'] / (frame_ms * 1e3):.2%}", flush=True)
+              + f"  partnner/edge {us['partnner'] / us['edge']:5.1f}x  cold / the profile's edge-only "
+              f"frame {us['cold'] / (frame_ms * 1e3):.2%}", flush=True)
     lines = ["# Selector cost per frame", "",
              f"`.venv/bin/python benchmarks/selector_overhead.py --frames {args.frames}`: microseconds of this "
-             "machine's CPU per frame for `choose` + `hedge` + `observe` + `likely_cuts`, in a tight loop "
-             "(inside the edge runtime about twice that: cold caches after each interpreter run). Partitioned "
+             "machine's CPU per frame for `choose` + `hedge` + `observe` + `likely_cuts`, in a tight loop. Partitioned "
              "world: a board 10x slower than the profile on a 20 Mbit/s link; edge-only world: the profiled "
-             "edge on a 1 Mbit/s link, where partnner runs edge-only and probes the link now and then.", "",
+             "edge on a 1 Mbit/s link, where partnner runs edge-only and probes the link now and then; cold: the "
+             f"same with {COLD_BYTES >> 20} MiB read (untimed) before each frame, as an interpreter run "
+             "leaves the caches.", "",
              "| manifest | cuts | edge-only selector us | neurosurgeon us | partnner us, partitioned | partnner / edge "
-             "selector | partnner us, edge-only world | that / the model's edge-only frame in its profile |",
-             "|---|---|---|---|---|---|---|---|"]
+             "selector | partnner us, edge-only world | the same, cold | cold / the model's edge-only frame in its "
+             "profile |", "|---|---|---|---|---|---|---|---|---|"]
     for name, n, us, frame_ms in rows:
         lines.append(f"| {name} | {n} | {us['edge']:.1f} | {us['neurosurgeon']:.1f} | {us['partnner']:.1f} | "
-                     f"{us['partnner'] / us['edge']:.0f}x | {us['partnner edge-only']:.1f} | "
-                     f"{us['partnner edge-only'] / (frame_ms * 1e3):.2%} of {frame_ms:.1f} ms |")
+                     f"{us['partnner'] / us['edge']:.0f}x | {us['partnner edge-only']:.1f} | {us['cold']:.1f} | "
+                     f"{us['cold'] / (frame_ms * 1e3):.2%} of {frame_ms:.1f} ms |")
     if not args.no_write:
         out = HERE / "results" / "selector_overhead.md"
         out.write_text("\n".join(lines) + "\n")
