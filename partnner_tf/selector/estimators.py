@@ -150,7 +150,6 @@ class CostCurve:
         self._predicted = (None, None)
         self._shape = (None, None)  # the level-free pieces of the curve, per version
         self._known = None  # what _layout() built from the observed cuts (and a zero_at stand-in)
-        self._zero_stand_in = False  # whether _known holds zero_at unobserved, at cost 0
         self._rate = self._unobserved = (None, None)
         self._run = []  # the ratios of the current run of outliers
         self._recent = [[] for _ in range(self.n)]  # each cut's latest costs / level
@@ -299,8 +298,7 @@ class CostCurve:
             # at no MACs (cost 0) when the smallest known cut has some.
             vals = np.zeros(len(known) + 1)
             vals[1:] = self.anchor[known]
-            if self._zero_stand_in:
-                vals[np.isnan(vals)] = 0.0  # zero_at, not observed: no MACs, no cost
+            vals[np.isnan(vals)] = 0.0  # zero_at, not observed: no MACs, no cost
             np.maximum.accumulate(vals, out=vals)
             top_x, top_v = xs[-1], vals[-1]
             # Monotone bound: a cut costs at least what its nearest observed smaller neighbour costs.
@@ -325,9 +323,8 @@ class CostCurve:
         if self._known is not None:
             return self._known
         known = list(self.observed)
-        self._zero_stand_in = self.zero_at is not None and np.isnan(self.anchor[self.zero_at])
-        if self._zero_stand_in:
-            known.append(self.zero_at)
+        if self.zero_at is not None and np.isnan(self.anchor[self.zero_at]):
+            known.append(self.zero_at)  # a stand-in at cost 0 (_pieces)
         if not known:
             self._known = None
             return None

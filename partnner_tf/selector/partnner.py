@@ -303,7 +303,9 @@ class Partnner(Selector):
     # -- helpers --------------------------------------------------------------------------------
 
     def _far_from_sent(self):
-        """1.5 for cuts whose payload is over 2x from every recent transfer's, else 1 (cached per history)."""
+        """Per cut, 1 when its payload is within 2x of a recent transfer's, else the root of the
+        ratio to the nearest one, clipped to 1.5-10: how much lower its per-byte cost may be than
+        the estimate learnt there (cached per history)."""
         if self._far[0] is not self.link.history:
             seen_b = np.array([b for b, _ in self.link.history])
             far = np.ones(len(self.bytes))
