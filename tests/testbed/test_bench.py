@@ -87,14 +87,23 @@ def _misses(cells, vs_better, vs_fixed):
 
 @pytest.mark.slow
 @needs_lte
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 6's goals held in 31 of 32 cells over four runs of this matrix here (100 frames, 4 s a "
-    "run); the miss (1.078, small_conv/rpi3b/LTE, a run capped at 54 frames) was the hedged first "
-    "frame, one exploration and one probe, plus this shared host's latency spikes"))
-def test_small_matrix_meets_the_goals(small_matrix):
+def test_small_matrix_meets_the_goals(small_matrix, tmp_path):
+    # Issue 6's goals held in 31 of 32 cells over four runs of this matrix here (100 frames, 4 s
+    # a run); the miss (1.078, small_conv/rpi3b/LTE, a run capped at 54 frames) was the hedged
+    # first frame, one exploration and one probe, plus this shared host's latency spikes. So a
+    # cell that misses is run once more, from scratch, and must meet the goals then: host noise
+    # seldom strikes one cell twice, a selector that got worse misses again.
     cells, table, _ = small_matrix
-    failures = _misses(cells, GOAL_VS_BASELINE, GOAL_VS_FIXED)
-    assert not failures, "\n".join(failures) + "\n" + table
+    missed = [cell for cell in cells if _misses([cell], GOAL_VS_BASELINE, GOAL_VS_FIXED)]
+    again = []
+    for i, cell in enumerate(missed):
+        again += run_matrix([cell["out"]], [cell["board"]], [cell["link"]],
+                            policies=("edge", "cloud", "partnner", "best-fixed"), frames=FRAMES,
+                            out_dir=tmp_path / f"again{i}", fixed_top=1, sim=False, max_run_s=MAX_RUN_S,
+                            progress=lambda line: None)
+    failures = _misses(again, GOAL_VS_BASELINE, GOAL_VS_FIXED)
+    assert not failures, ("missed twice:\n" + "\n".join(failures) + "\nfirst run:\n"
+                          + "\n".join(_misses(missed, GOAL_VS_BASELINE, GOAL_VS_FIXED)) + "\n" + table)
 
 
 @pytest.mark.slow
