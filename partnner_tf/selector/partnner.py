@@ -104,6 +104,7 @@ class Partnner(Selector):
         self._est = None
         self._terms = (None, None, None)  # _remote_terms: (cloud estimate, link estimate, terms)
         self._far = (None, None)
+        self._bound_parts = None  # estimates(): what _long_shot needs to bound unobserved cuts
 
     # -- estimates ------------------------------------------------------------------------------
 
@@ -123,8 +124,11 @@ class Partnner(Selector):
         stale = np.maximum(unseen, self._far_from_sent())
         est = e_est + remote
         # Unobserved cuts lean towards their monotone bounds; observed ones are known up to noise.
-        e_opt = (e_est - self.optimism * self.edge.unobserved() * (e_est - e_lo)) / self.edge.doubt()
-        opt = e_opt + fixed + wire / stale + cloud / unseen
+        unobs = self.edge.unobserved()
+        e_opt = (e_est - self.optimism * unobs * (e_est - e_lo)) / self.edge.doubt()
+        remote_opt = fixed + wire / stale + cloud / unseen
+        opt = e_opt + remote_opt
+        self._bound_parts = (unobs, e_lo, remote_opt)  # for _long_shot
         # What was seen of a cut long ago may no longer hold: let near-ties be checked again.
         opt *= 1.0 - (self.recheck / 200.0) * np.minimum(self.frames - self.last_seen, 200.0)
         if self.edge_only_hedged:
@@ -164,7 +168,7 @@ class Partnner(Selector):
         self.exploring = None
         cand = (opt < est[best] * (1 - self.hysteresis)).nonzero()[0]
         if not cand.size:
-            return best
+            return self._long_shot(best, est)
         if self.is_edge[best]:
             # Edge-only: the link is unseen, so probe it with the cheapest promising cut. A
             # hedged probe costs its prefix and what the request slows the edge-only run beside
@@ -178,6 +182,10 @@ class Partnner(Selector):
                 return c
         else:
             self.probe_every = self.min_probe_every
+        if self.edge.outliers or self.cloud.outliers:
+            # A change may be under way: a cut first seen now would be priced by the level that
+            # is about to move (a cloud 8x faster made a new cut look 8x cheaper than the rest).
+            return best
         if self.tokens > 0:
             # The most promising by the middle of estimate and optimism, if the expected cost
             # (bounded by the deadline) fits the budget; what it really cost is charged after.
@@ -187,6 +195,27 @@ class Partnner(Selector):
                 self.exploring = (c, float(est[best]), False)
                 return c
         return best
+
+    def _long_shot(self, best, est):
+        """Nothing looks promising and the budget has sat full (two frames' worth, the start's
+        allowance gone): try the unobserved cut with the lowest lower bound that beats the best
+        and whose estimate the budget pays for. Interpolation in MAC space can price a cut far
+        above what it costs (a tail that costs 40x per MAC what the head did), and the lean of
+        its optimistic estimate towards the bound is not enough to earn a look."""
+        if self.is_edge[best] or self.start_budget * START_FADE ** self.frames > 2.0:
+            return best
+        if self.tokens < 0.95 * 2.0 * float(est[best]) or self.edge.outliers or self.cloud.outliers:
+            return best
+        unobs, e_lo, remote_lo = self._bound_parts
+        bound = np.where(unobs > 0, e_lo + remote_lo, np.inf)  # each unobserved cut's lower bound
+        ok = (bound < est[best] * (1 - self.hysteresis)) & (est - est[best] <= self.tokens)
+        if not ok.any():
+            return best
+        c = int(np.where(ok, bound, np.inf).argmin())
+        if min(float(est[c]), self._loss_if_late(c, est)) - est[best] > self.tokens:
+            return best
+        self.exploring = (c, float(est[best]), False)
+        return c
 
     def _first_frames(self):
         """Before the edge-only time is known. A caller that hedges gets cloud-only with the
