@@ -27,6 +27,8 @@ HEDGE_DOUBT = 1.5
 HEDGE_PROBE_SHARE = 0.02
 #: Per frame, how much of the unspent start allowance stays (0.93: half of it after 10 frames).
 START_FADE = 0.93
+#: The budget holds at most this many frames' worth once the start's allowance has faded.
+BUDGET_CAP = 2.0
 
 
 def _work(cuts, side, weights):
@@ -202,11 +204,13 @@ class Partnner(Selector):
         and whose estimate the budget pays for. Interpolation in MAC space can price a cut far
         above what it costs (a tail that costs 40x per MAC what the head did), and the lean of
         its optimistic estimate towards the bound is not enough to earn a look."""
-        if self.is_edge[best] or self.start_budget * START_FADE ** self.frames > 2.0:
+        if self.is_edge[best] or self.start_budget * START_FADE ** self.frames > BUDGET_CAP:
             return best
-        if self.tokens < 0.95 * 2.0 * float(est[best]) or self.edge.outliers or self.cloud.outliers:
+        if self.tokens < 0.95 * BUDGET_CAP * float(est[best]) or self.edge.outliers or self.cloud.outliers:
             return best
         unobs, e_lo, remote_lo = self._bound_parts
+        if not unobs.any():
+            return best
         bound = np.where(unobs > 0, e_lo + remote_lo, np.inf)  # each unobserved cut's lower bound
         ok = (bound < est[best] * (1 - self.hysteresis)) & (est - est[best] <= self.tokens)
         if not ok.any():
@@ -296,7 +300,7 @@ class Partnner(Selector):
         # The budget refills with a share of what frames cost; exploring spends it. What the
         # start allowed and the start did not need fades (to two frames' worth): spent dozens of
         # frames later, it would be a burst of explorations nothing asked for.
-        cap = max(self.start_budget * START_FADE ** self.frames, 2.0)
+        cap = max(self.start_budget * START_FADE ** self.frames, BUDGET_CAP)
         self.tokens = min(self.tokens + self.budget * best, cap * best)
 
     def deadline_s(self, cut):
