@@ -184,9 +184,7 @@ class Partnner(Selector):
                 return c
         else:
             self.probe_every = self.min_probe_every
-        if self.edge.outliers or self.cloud.outliers:
-            # A change may be under way: a cut first seen now would be priced by the level that
-            # is about to move (a cloud 8x faster made a new cut look 8x cheaper than the rest).
+        if self._change_pending():
             return best
         if self.tokens > 0:
             # The most promising by the middle of estimate and optimism, if the expected cost
@@ -198,6 +196,12 @@ class Partnner(Selector):
                 return c
         return best
 
+    def _change_pending(self):
+        """A run of outliers is pending on the edge or the cloud: a change may be under way, and
+        a cut first seen now would be priced by the level about to move (a cloud 8x faster made
+        a new cut look 8x cheaper than the rest). Exploring waits the frame or two it takes."""
+        return bool(self.edge.outliers or self.cloud.outliers)
+
     def _long_shot(self, best, est):
         """Nothing looks promising and the budget has sat full (two frames' worth, the start's
         allowance gone): try the unobserved cut with the lowest lower bound that beats the best
@@ -206,7 +210,7 @@ class Partnner(Selector):
         its optimistic estimate towards the bound is not enough to earn a look."""
         if self.is_edge[best] or self.start_budget * START_FADE ** self.frames > BUDGET_CAP:
             return best
-        if self.tokens < 0.95 * BUDGET_CAP * float(est[best]) or self.edge.outliers or self.cloud.outliers:
+        if self.tokens < 0.95 * BUDGET_CAP * float(est[best]) or self._change_pending():
             return best
         unobs, e_lo, remote_lo = self._bound_parts
         if not unobs.any():

@@ -51,13 +51,17 @@ needs_lte = pytest.mark.skipif(not (traces_dir() / "Verizon-LTE-short.up").exist
                                reason=f"the LTE trace is not in {traces_dir()} (set PARTNNER_TRACES)")
 
 
+def _run(models, boards, links, out):
+    """The CI matrix's settings: four policies, FRAMES frames or MAX_RUN_S a run, no simulator."""
+    return run_matrix(models, boards, links, policies=("edge", "cloud", "partnner", "best-fixed"), frames=FRAMES,
+                      out_dir=out, fixed_top=1, sim=False, max_run_s=MAX_RUN_S, progress=lambda line: None)
+
+
 @pytest.fixture(scope="module")
 def small_matrix(mobilenet_out, conv_out, tmp_path_factory):
     """Two models x two boards x two links x four policies, run once for the tests below."""
     out = tmp_path_factory.mktemp("matrix")
-    cells = run_matrix([mobilenet_out, conv_out], ["rpi4", "rpi3b"], ["wifi", "lte"],
-                       policies=("edge", "cloud", "partnner", "best-fixed"), frames=FRAMES,
-                       out_dir=out, fixed_top=1, sim=False, max_run_s=MAX_RUN_S, progress=lambda line: None)
+    cells = _run([mobilenet_out, conv_out], ["rpi4", "rpi3b"], ["wifi", "lte"], out)
     return cells, write_all(cells, out), out
 
 
@@ -97,10 +101,7 @@ def test_small_matrix_meets_the_goals(small_matrix, tmp_path):
     missed = [cell for cell in cells if _misses([cell], GOAL_VS_BASELINE, GOAL_VS_FIXED)]
     again = []
     for i, cell in enumerate(missed):
-        again += run_matrix([cell["out"]], [cell["board"]], [cell["link"]],
-                            policies=("edge", "cloud", "partnner", "best-fixed"), frames=FRAMES,
-                            out_dir=tmp_path / f"again{i}", fixed_top=1, sim=False, max_run_s=MAX_RUN_S,
-                            progress=lambda line: None)
+        again += _run([cell["out"]], [cell["board"]], [cell["link"]], tmp_path / f"again{i}")
     failures = _misses(again, GOAL_VS_BASELINE, GOAL_VS_FIXED)
     assert not failures, ("missed twice:\n" + "\n".join(failures) + "\nfirst run:\n"
                           + "\n".join(_misses(missed, GOAL_VS_BASELINE, GOAL_VS_FIXED)) + "\n" + table)
