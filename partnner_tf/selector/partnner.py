@@ -93,6 +93,7 @@ class Partnner(Selector):
         self.tokens = 0.0
         self.frames = 0
         self.changes = 0  # changes the estimators have seen (board, cloud, link)
+        self.jumps = 0  # of them, the board's or the cloud's level jumps
         self.current = self.E
         self.exploring = None
         self.last_seen = np.zeros(len(cuts))
@@ -301,6 +302,14 @@ class Partnner(Selector):
             # that have just changed: it must not keep the selector from exploring the new ones.
             self.changes, self.tokens = changes, max(self.tokens, 0.0)
         best = float(self.estimates()[0].min())
+        jumps = self.edge.changes + self.cloud.changes
+        if jumps != self.jumps:
+            # The board or the cloud changed speed: the best cut may now be one never seen, priced
+            # by interpolation that can be far off (a cloud 8x slower, and the best cut was a mid
+            # one whose prefix costs half what its MACs say). The budget starts full, two frames'
+            # worth, so the new best is found in a few frames, not after the hundreds that a
+            # refill at 1% a frame takes. (Not on a link change: bursty links make them often.)
+            self.jumps, self.tokens = jumps, max(self.tokens, BUDGET_CAP * best)
         # The budget refills with a share of what frames cost; exploring spends it. What the
         # start allowed and the start did not need fades (to two frames' worth): spent dozens of
         # frames later, it would be a burst of explorations nothing asked for.
