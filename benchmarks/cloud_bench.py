@@ -343,6 +343,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds per throughput point")
     ap.add_argument("--work", default=None, help="folder for converted models (a temporary one by default)")
     args = ap.parse_args()
+    from partnner_tf.testbed.procs import install_handlers
+
+    install_handlers()  # SIGTERM, like Ctrl-C, ends the processes this benchmark started
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     work = Path(args.work or tempfile.mkdtemp(prefix="cloud-bench-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -134,6 +134,9 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3, help="each stream runs this many times, interleaved")
     ap.add_argument("--cache", default="/tmp/partnner-bench/mobilenetv2-224-spread")
     args = ap.parse_args(argv)
+    from partnner_tf.testbed.procs import install_handlers
+
+    install_handlers()  # SIGTERM, like Ctrl-C, ends the processes this benchmark started
     out = Path(args.out or args.cache)
     if not (out / "manifest.json").exists():
         convert_spread(out)

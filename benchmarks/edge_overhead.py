@@ -91,6 +91,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300)
     args = ap.parse_args(argv)
+    from partnner_tf.testbed.procs import install_handlers
+
+    install_handlers()  # SIGTERM, like Ctrl-C, ends the processes this benchmark started
     with tempfile.TemporaryDirectory() as tmp:
         m = build(Path(tmp) / "out")
         cut = next(c for c in m.cuts if c.layers and c.layers[-1] == "mix")

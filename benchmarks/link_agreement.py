@@ -102,6 +102,9 @@ def main():
     p.add_argument("--duration-s", type=float, default=40.0)
     p.add_argument("--out", default=str(HERE / "results" / "link_agreement.md"))
     a = p.parse_args()
+    from partnner_tf.testbed.procs import install_handlers
+
+    install_handlers()  # SIGTERM, like Ctrl-C, ends the processes this benchmark started
     sched = parse_schedule(a.trace)
     expected = np.array([sched.rate_bps(a.offset_s + k, 1.0) for k in range(int(a.duration_s))])
     relay = run_relay(a.trace, a.offset_s, a.duration_s)

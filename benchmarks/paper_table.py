@@ -108,6 +108,9 @@ def main():
     p.add_argument("--work", default="/tmp/paper-table")
     p.add_argument("--results", default=str(HERE / "results"))
     a = p.parse_args()
+    from partnner_tf.testbed.procs import install_handlers
+
+    install_handlers()  # SIGTERM, like Ctrl-C, ends the processes this benchmark started
     from partnner_tf.testbed.bench import run_matrix
     from partnner_tf.testbed.report import write_all
 

@@ -286,6 +286,7 @@ def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, 
         for m in models:
             for b in boards:
                 for lk in links:
+                    procs.check_stopping()
                     k += 1
                     name = manifests[str(m)].name
                     bname = b if isinstance(b, str) else "custom"
@@ -301,6 +302,7 @@ def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, 
                     except (PartnnerError, OSError) as exc:
                         cell["error"] = str(exc)
                         progress(f"    cell FAILED: {exc}")
+                    procs.check_stopping()  # a cell that failed because SIGTERM ended its processes
                     if sim and "runs" in cell:
                         from partnner_tf.testbed.simcheck import simulate_cell
 

@@ -112,11 +112,25 @@ def live_pids():
         return [p.pid for p in _LIVE.values() if p.poll() is None]
 
 
+#: The signal that asked this process to stop, once one has (see :func:`check_stopping`).
+stopping = None
+
+
+def check_stopping():
+    """Raise SystemExit if SIGTERM came. The handler raises it too, but wherever the signal lands
+    a ``finally`` may replace it: one that pauses a link relay the handler has just ended raises
+    "the relay is gone", which a matrix records as a failed cell and goes on to the next."""
+    if stopping is not None:
+        raise SystemExit(128 + stopping)
+
+
 def install_handlers():
     """Clean up on exit, SIGTERM and SIGINT (Ctrl-C still raises KeyboardInterrupt afterwards)."""
     atexit.register(cleanup_all)
 
     def on_term(signum, frame):
+        global stopping
+        stopping = signum
         cleanup_all()
         raise SystemExit(128 + signum)
 

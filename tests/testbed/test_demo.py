@@ -1,4 +1,4 @@
-"""`partnner demo` cleans up every process it started when interrupted with SIGINT."""
+"""`partnner demo` and `partnner bench` clean up every process they started when interrupted."""
 
 import os
 import signal
@@ -64,3 +64,38 @@ def test_demo_leaves_no_process_after_sigint(converted_tiny, tmp_path):
         os.kill(p, signal.SIGKILL)
     assert not left, f"processes left after SIGINT: {left}"
     assert demo.returncode != 0
+
+
+def test_bench_stops_and_leaves_no_process_after_sigterm(converted_tiny, tmp_path):
+    # SIGTERM ended the relays while a turn's `finally` paused one: "the relay is gone" replaced
+    # the SystemExit, the cell was recorded as failed, and the matrix went on to the next cell.
+    out = converted_tiny("chain")
+    cmd = [sys.executable, "-m", "partnner_tf.cli", "bench", "--model", str(out), "--board", "rpi4",
+           "--link", "wifi", "--link", "lte", "--policies", "edge,cloud,partnner", "--frames", "100000",
+           "--no-sim", "-o", str(tmp_path / "bench")]
+    bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    seen = set()
+    lines = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # until the first cell's runs are going
+            line = bench.stdout.readline()
+            lines.append(line)
+            if not line or "in turns" in line:
+                break
+        time.sleep(2.0)
+        seen.update(_children(bench.pid))
+        assert len(seen) >= 3, "".join(lines)  # daemon, relays, edge processes
+        bench.send_signal(signal.SIGTERM)
+        rest, _ = bench.communicate(timeout=60)
+    finally:
+        if bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGKILL)
+    assert bench.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
+    assert "[2/2]" not in rest and not (tmp_path / "bench" / "table.md").exists(), rest
+    time.sleep(0.5)
+    left = [p for p in seen if _alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"processes left after SIGTERM: {left}"
