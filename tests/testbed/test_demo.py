@@ -71,8 +71,8 @@ def test_bench_stops_and_leaves_no_process_after_sigterm(converted_tiny, tmp_pat
     # the SystemExit, the cell was recorded as failed, and the matrix went on to the next cell.
     out = converted_tiny("chain")
     cmd = [sys.executable, "-m", "partnner_tf.cli", "bench", "--model", str(out), "--board", "rpi4",
-           "--link", "wifi", "--link", "lte", "--policies", "edge,cloud,partnner", "--frames", "100000",
-           "--no-sim", "-o", str(tmp_path / "bench")]
+           "--link", "wifi", "--link", "const:5e6|const:20e6|15", "--policies", "edge,cloud,partnner",
+           "--frames", "100000", "--no-sim", "-o", str(tmp_path / "bench")]
     bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
     seen = set()
