@@ -35,35 +35,42 @@ def _alive(pid):
     return state != "Z"
 
 
-def test_demo_leaves_no_process_after_sigint(converted_tiny, tmp_path):
-    out = converted_tiny("chain")
-    cmd = [sys.executable, "-m", "partnner_tf.cli", "demo", "--model", str(out), "-o", str(tmp_path),
-           "--duration", "30"]
-    demo = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+def _interrupt(cmd, ready, sig, settle_s=0.0):
+    """Run ``cmd`` until a line of its output satisfies ``ready``, send ``sig``, wait for it to end;
+    returns (its output, its exit code, its descendants seen before the signal)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    seen = set()
     lines = []
     try:
         deadline = time.monotonic() + 180
-        # Wait until the partnner run is going: daemon, relay, load clients and edge all alive.
         while time.monotonic() < deadline:
-            line = demo.stdout.readline()
+            line = proc.stdout.readline()
             lines.append(line)
-            if not line or line.startswith("t "):
+            if not line or ready(line):
                 break
-        seen.update(_children(demo.pid))
-        assert len(seen) >= 3, "".join(lines)  # daemon, relay, edge (and the load generator)
-        demo.send_signal(signal.SIGINT)
-        demo.wait(60)
+        time.sleep(settle_s)
+        seen = set(_children(proc.pid))
+        assert len(seen) >= 3, "".join(lines)  # daemon, relay(s), edge process(es)
+        proc.send_signal(sig)
+        rest, _ = proc.communicate(timeout=60)
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     time.sleep(0.5)
     left = [p for p in seen if _alive(p)]
     for p in left:
         os.kill(p, signal.SIGKILL)
-    assert not left, f"processes left after SIGINT: {left}"
-    assert demo.returncode != 0
+    assert not left, f"processes left after signal {sig}: {left}"
+    return "".join(lines) + rest, proc.returncode
+
+
+def test_demo_leaves_no_process_after_sigint(converted_tiny, tmp_path):
+    out = converted_tiny("chain")
+    cmd = [sys.executable, "-m", "partnner_tf.cli", "demo", "--model", str(out), "-o", str(tmp_path),
+           "--duration", "30"]
+    # Once the partnner run is going: daemon, relay, load clients and edge all alive.
+    _, code = _interrupt(cmd, lambda line: line.startswith("t "), signal.SIGINT)
+    assert code != 0
 
 
 def test_bench_stops_and_leaves_no_process_after_sigterm(converted_tiny, tmp_path):
@@ -73,29 +80,7 @@ def test_bench_stops_and_leaves_no_process_after_sigterm(converted_tiny, tmp_pat
     cmd = [sys.executable, "-m", "partnner_tf.cli", "bench", "--model", str(out), "--board", "rpi4",
            "--link", "wifi", "--link", "const:5e6|const:20e6|15", "--policies", "edge,cloud,partnner",
            "--frames", "100000", "--no-sim", "-o", str(tmp_path / "bench")]
-    bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
-    seen = set()
-    lines = []
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:  # until the first cell's runs are going
-            line = bench.stdout.readline()
-            lines.append(line)
-            if not line or "in turns" in line:
-                break
-        time.sleep(2.0)
-        seen.update(_children(bench.pid))
-        assert len(seen) >= 3, "".join(lines)  # daemon, relays, edge processes
-        bench.send_signal(signal.SIGTERM)
-        rest, _ = bench.communicate(timeout=60)
-    finally:
-        if bench.poll() is None:
-            os.killpg(bench.pid, signal.SIGKILL)
-    assert bench.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
-    assert "[2/2]" not in rest and not (tmp_path / "bench" / "table.md").exists(), rest
-    time.sleep(0.5)
-    left = [p for p in seen if _alive(p)]
-    for p in left:
-        os.kill(p, signal.SIGKILL)
-    assert not left, f"processes left after SIGTERM: {left}"
+    # Once the first cell's runs are going.
+    text, code = _interrupt(cmd, lambda line: "in turns" in line, signal.SIGTERM, settle_s=2.0)
+    assert code == 128 + signal.SIGTERM, text
+    assert "[2/2]" not in text and not (tmp_path / "bench" / "table.md").exists(), text
