@@ -286,7 +286,6 @@ def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, 
         for m in models:
             for b in boards:
                 for lk in links:
-                    procs.check_stopping()
                     k += 1
                     name = manifests[str(m)].name
                     bname = b if isinstance(b, str) else "custom"

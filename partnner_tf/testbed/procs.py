@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 #: Every process group the testbed started and has not reaped yet (pid -> Popen).
 _LIVE = {}
+#: The signal that asked this process to stop, once one has (see :func:`check_stopping`).
+stopping = None
 _LOCK = threading.Lock()
 
 
@@ -31,6 +33,7 @@ def spawn(cmd, *, stdin=None, stdout=None, stderr=None, env=None, cwd=None, pref
         prefix: a shell snippet run first in the child (e.g. joining a cgroup) before it execs
             ``cmd``; ``$$`` there is the child's own pid.
     """
+    check_stopping()  # nothing new starts once a signal has ended what was running
     if prefix:
         quoted = " ".join(_shell_quote(c) for c in cmd)
         cmd = ["/bin/sh", "-c", f"{prefix} && exec {quoted}"]
@@ -112,14 +115,10 @@ def live_pids():
         return [p.pid for p in _LIVE.values() if p.poll() is None]
 
 
-#: The signal that asked this process to stop, once one has (see :func:`check_stopping`).
-stopping = None
-
-
 def check_stopping():
-    """Raise SystemExit if SIGTERM came. The handler raises it too, but wherever the signal lands
-    a ``finally`` may replace it: one that pauses a link relay the handler has just ended raises
-    "the relay is gone", which a matrix records as a failed cell and goes on to the next."""
+    """Raise SystemExit if SIGTERM or SIGINT came. The handler raises too, but wherever the signal
+    lands a ``finally`` may replace it: one that pauses a link relay the handler has just ended
+    raises "the relay is gone", which a matrix records as a failed cell and goes on to the next."""
     if stopping is not None:
         raise SystemExit(128 + stopping)
 
@@ -138,6 +137,8 @@ def install_handlers():
     prev = signal.getsignal(signal.SIGINT)
 
     def on_int(signum, frame):
+        global stopping
+        stopping = signum
         cleanup_all()
         if callable(prev):
             prev(signum, frame)
