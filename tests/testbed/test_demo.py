@@ -40,7 +40,7 @@ def _interrupt(cmd, ready, sig, settle_s=0.0):
     returns (its output, its exit code, its descendants seen before the signal)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    lines = []
+    lines, seen = [], set()
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -54,12 +54,14 @@ def _interrupt(cmd, ready, sig, settle_s=0.0):
         proc.send_signal(sig)
         rest, _ = proc.communicate(timeout=60)
     finally:
+        # Also when the command did not stop: its children run in sessions of their own.
         if proc.poll() is None:
+            seen.update(_children(proc.pid))
             os.killpg(proc.pid, signal.SIGKILL)
-    time.sleep(0.5)
-    left = [p for p in seen if _alive(p)]
-    for p in left:
-        os.kill(p, signal.SIGKILL)
+        time.sleep(0.5)
+        left = [p for p in seen if _alive(p)]
+        for p in left:
+            os.kill(p, signal.SIGKILL)
     assert not left, f"processes left after signal {sig}: {left}"
     return "".join(lines) + rest, proc.returncode
 
