@@ -127,19 +127,20 @@ def install_handlers():
     """Clean up on exit, SIGTERM and SIGINT (Ctrl-C still raises KeyboardInterrupt afterwards)."""
     atexit.register(cleanup_all)
 
-    def on_term(signum, frame):
+    def stop(signum):
         global stopping
         stopping = signum
         cleanup_all()
+
+    def on_term(signum, frame):
+        stop(signum)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
     prev = signal.getsignal(signal.SIGINT)
 
     def on_int(signum, frame):
-        global stopping
-        stopping = signum
-        cleanup_all()
+        stop(signum)
         if callable(prev):
             prev(signum, frame)
         raise KeyboardInterrupt

@@ -36,8 +36,8 @@ def _alive(pid):
 
 
 def _interrupt(cmd, ready, sig, settle_s=0.0):
-    """Run ``cmd`` until a line of its output satisfies ``ready``, send ``sig``, wait for it to end;
-    returns (its output, its exit code, its descendants seen before the signal)."""
+    """Run ``cmd`` until a line of its output satisfies ``ready``, send ``sig``, wait for it to end
+    and assert that none of its descendants outlived it; returns (its output, its exit code)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     lines, seen = [], set()
