@@ -3,6 +3,7 @@
 import itertools
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,42 @@ RECONNECT_IVL_MAX_MS = 1000
 #: ZMTP heartbeats find a dead peer on a half-open TCP connection (ms).
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
-#: A wait that can be cancelled looks at its event this often (s).
+#: A wait cancelled by a plain ``threading.Event`` looks at it this often (s); a :class:`Wakeup`
+#: ends the wait at once and costs no CPU meanwhile.
 CANCEL_POLL_S = 0.002
+
+
+class Wakeup:
+    """A one-shot event a wait for the cloud can block on: ``set()``, from any thread, makes
+    ``fileno()`` readable, so the wait ends at once. A ``threading.Event`` can only be looked at,
+    every CANCEL_POLL_S: 500 wake-ups a second beside the edge-only run of a hedged frame, whose
+    CPU that run then shares (on a board capped by a CPU quota, hedged runs took 1.2-2.1x a
+    plain one's time with it; benchmarks/hedge_cost.py). ``close()`` releases the pipe; a
+    ``set()`` after it does nothing."""
+
+    def __init__(self):
+        self._r, self._w = os.pipe()
+        self._lock = threading.Lock()
+        self._set = False
+
+    def set(self):
+        with self._lock:
+            if not self._set and self._w is not None:
+                os.write(self._w, b"\0")
+            self._set = True
+
+    def is_set(self):
+        return self._set
+
+    def fileno(self):
+        return self._r
+
+    def close(self):
+        with self._lock:
+            for fd in (self._r, self._w):
+                if fd is not None:
+                    os.close(fd)
+            self._r = self._w = None
 
 
 @dataclass
@@ -129,17 +164,21 @@ class CloudClient:
                     raise CloudTimeout(f"no connection to {self.endpoint} within {timeout_s:.3g} s") from None
                 if not self._sock.poll(min(left, 0.05) * 1000, zmq.POLLOUT):
                     continue
+        poller, slice_s = self._poller, None
+        if cancel is not None and hasattr(cancel, "fileno"):
+            poller = zmq.Poller()  # the reply or the cancel, whichever comes first
+            poller.register(self._sock, zmq.POLLIN)
+            poller.register(cancel.fileno(), zmq.POLLIN)
+        elif cancel is not None:
+            slice_s = CANCEL_POLL_S
         while True:
+            if cancel is not None and cancel.is_set():
+                raise Abandoned(f"request {rid} to {self.endpoint} abandoned: the answer came from elsewhere")
             left = deadline - time.monotonic()
-            if cancel is not None:
-                if cancel.is_set():
-                    raise Abandoned(f"request {rid} to {self.endpoint} abandoned: the answer came from elsewhere")
-                if left > 0 and not self._poller.poll(min(left, CANCEL_POLL_S) * 1000):
-                    continue
-            elif left > 0 and not self._poller.poll(left * 1000):
-                left = 0
             if left <= 0:
                 raise CloudTimeout(f"{self.endpoint} did not answer request {rid} within {timeout_s:.3g} s")
+            if self._sock not in dict(poller.poll(min(left, slice_s or left) * 1000)):
+                continue  # the deadline, the cancel or the next look at a plain event
             reply = self._sock.recv_multipart(copy=False)
             try:
                 msg = protocol.decode_reply(reply)
@@ -162,8 +201,9 @@ class CloudClient:
             cut: the manifest cut id.
             tensors: boundary arrays in boundary order, or a dict boundary name -> array.
             timeout_s: the deadline, seconds from now.
-            cancel: a ``threading.Event``; once set, the wait ends with :class:`Abandoned` (a
-                hedged request whose edge-only run finished first). A late reply is discarded.
+            cancel: a :class:`Wakeup` (or a ``threading.Event``, looked at every few ms); once
+                set, the wait ends with :class:`Abandoned` (a hedged request whose edge-only run
+                finished first). A late reply is discarded.
 
         Raises:
             CloudTimeout: no reply before the deadline.

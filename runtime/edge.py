@@ -2,7 +2,6 @@
 
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -51,7 +50,7 @@ class _Hedge:
     """An edge-only run going alongside a cloud request; ``done`` is set when it ends."""
 
     future: object
-    done: threading.Event
+    done: object  # a partnner_tf.client.Wakeup
     unreported: bool = False  # the cloud won: the selector has not seen this run's time yet
 
 
@@ -342,7 +341,9 @@ class EdgeRuntime:
         self._await_hedge()
         if self._hedge_pool is None:
             self._hedge_pool = ThreadPoolExecutor(1, thread_name_prefix="partnner-hedge")
-        done = threading.Event()
+        from partnner_tf.client import Wakeup
+
+        done = Wakeup()  # ends the wait for the cloud the moment the run ends, without polling
         future = self._hedge_pool.submit(self._edge_now, x)
         future.add_done_callback(lambda _: done.set())
         self._hedged = _Hedge(future, done)
@@ -360,6 +361,7 @@ class EdgeRuntime:
         h = self._hedged
         if h is not None and h.future.done():
             self._hedged = None
+            h.done.close()
             if h.unreported and h.future.exception() is None:
                 self._news = h.future.result()[1]
 
@@ -375,6 +377,7 @@ class EdgeRuntime:
             self.link.down(exc)  # a broken link, not a slow one
         outputs, full_s = hedged.future.result()
         self._hedged = None
+        hedged.done.close()
         self.selector.observe(Observation(cut=cut, edge_s=edge_s, transfer_s=waited, bytes_sent=nbytes,
                                           timed_out=True, edge_only_s=full_s))
         # The edge answering first is what a hedge is for; a cloud leg that failed is a fallback.
@@ -411,6 +414,8 @@ class EdgeRuntime:
     def close(self):
         if getattr(self, "_hedge_pool", None) is not None:
             self._hedge_pool.shutdown(wait=True)
+            if self._hedged is not None:
+                self._hedged.done.close()
             self._hedge_pool = self._hedged = None
         if self.link is not None:
             self.link.close()

@@ -1,8 +1,11 @@
 """Hedged frames: the edge-only model runs beside a cloud request and the first result ends the frame."""
 
+import os
+import threading
 import time
 
 import numpy as np
+import pytest
 import zmq
 
 from partnner_tf.runtime.edge import EdgeRuntime
@@ -104,3 +107,50 @@ def test_after_the_edge_wins_a_hedge_a_deferred_swap_runs_edge_only(residual_out
     assert first.hedged == "edge" and first.cut == 0
     assert second.cut == rt.edge_cut and second.chosen == 1 and not second.fallback
     assert_matches(second, reference, 1)
+
+
+def test_a_wakeup_ends_the_wait_for_a_silent_cloud_without_looking_at_it_in_a_loop(monkeypatch):
+    # With a plain Event looked at only every 10 s, the wait would run into its 3 s deadline;
+    # a Wakeup set from another thread ends it (as a hedge's finished edge run does).
+    import partnner_tf.client as client_mod
+    from partnner_tf.client import CloudClient, Wakeup
+    from partnner_tf.errors import Abandoned
+
+    monkeypatch.setattr(client_mod, "CANCEL_POLL_S", 10.0)
+    ctx = zmq.Context.instance()
+    sink = ctx.socket(zmq.ROUTER)
+    port = sink.bind_to_random_port("tcp://127.0.0.1")
+    client = CloudClient(f"tcp://127.0.0.1:{port}")
+    wake = Wakeup()
+    timer = threading.Timer(0.2, wake.set)
+    try:
+        timer.start()
+        with pytest.raises(Abandoned):
+            client.infer("m", 0, [np.zeros(4, np.float32)], 3.0, cancel=wake)
+        assert sink.poll(1000), "the request did go to the cloud"
+    finally:
+        timer.cancel()
+        client.close()
+        sink.close(linger=0)
+        wake.close()
+    wake.set()  # after close: nothing to write to, no error
+
+
+def test_hedged_frames_leave_no_file_descriptor_open(residual_out, frames):
+    ctx = zmq.Context.instance()
+    sink = ctx.socket(zmq.ROUTER)
+    port = sink.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with EdgeRuntime(residual_out, cloud=f"tcp://127.0.0.1:{port}", selector="edge") as rt:
+            rt.selector = HedgeEveryFrame(rt.manifest)
+            rt.infer(frames[0])
+            rt.settle()
+            before = len(os.listdir("/proc/self/fd"))
+            for f in frames[1:6]:
+                rt.infer(f)
+            rt.settle()
+            after = len(os.listdir("/proc/self/fd"))
+            assert rt.stats["hedged"] == 6
+    finally:
+        sink.close(linger=0)
+    assert after == before, (before, after)
