@@ -31,9 +31,9 @@ class Wakeup:
     """A one-shot event a wait for the cloud can block on: ``set()``, from any thread, makes
     ``fileno()`` readable, so the wait ends at once. A ``threading.Event`` can only be looked at,
     every CANCEL_POLL_S: 500 wake-ups a second beside the edge-only run of a hedged frame, whose
-    CPU that run then shares (on a board capped by a CPU quota, hedged runs took 1.2-2.1x a
-    plain one's time with it; benchmarks/hedge_cost.py). ``close()`` releases the pipe; a
-    ``set()`` after it does nothing."""
+    CPU that run then shares (over a cloud that never answered, a CPU-quota Pi 3B's hedged runs
+    took 1.33x a plain one's time with them and 0.90x with a Wakeup; benchmarks/hedge_cost.py).
+    ``close()`` releases the pipe; a ``set()`` after it does nothing."""
 
     def __init__(self):
         self._r, self._w = os.pipe()
