@@ -376,8 +376,7 @@ class EdgeRuntime:
         if not isinstance(exc, (CloudError, CloudTimeout)) or getattr(exc, "code", None) == "bad_reply":
             self.link.down(exc)  # a broken link, not a slow one
         outputs, full_s = hedged.future.result()
-        self._hedged = None
-        hedged.done.close()
+        self._collect_hedge()  # it has ended: drop it (its time is this frame's, not news)
         self.selector.observe(Observation(cut=cut, edge_s=edge_s, transfer_s=waited, bytes_sent=nbytes,
                                           timed_out=True, edge_only_s=full_s))
         # The edge answering first is what a hedge is for; a cloud leg that failed is a fallback.
@@ -414,9 +413,8 @@ class EdgeRuntime:
     def close(self):
         if getattr(self, "_hedge_pool", None) is not None:
             self._hedge_pool.shutdown(wait=True)
-            if self._hedged is not None:
-                self._hedged.done.close()
-            self._hedge_pool = self._hedged = None
+            self._collect_hedge()  # the last hedge has ended: drop it and its Wakeup
+            self._hedge_pool = None
         if self.link is not None:
             self.link.close()
         if self._owns_client and self.client is not None:
