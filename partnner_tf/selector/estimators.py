@@ -278,14 +278,14 @@ class CostCurve:
             rate = min(rate, prior_per_x)
         key = (self.version, rate)  # the same answer (object) while neither changes
         if self._predicted[0] != key:
-            est = base + dx * rate
+            est = base if dx is None else base + dx * rate
             self._predicted = (key, (est * self.level, np.minimum(lower, est) * self.level))
         return self._predicted[1]
 
     def _pieces(self):
         """At level 1: the estimate without the part beyond the largest anchor (``base``), each
-        cut's MACs beyond it (``dx``, priced per MAC by predict), that anchor's own cost per MAC
-        (None if it has none), whether it is under half the largest workload, and the monotone
+        cut's MACs beyond it (``dx``, priced per MAC by predict; None if no cut has any), that
+        anchor's own cost per MAC (None if it has none), whether it is under half the largest workload, and the monotone
         lower bound."""
         if self._shape[0] == self.version:
             return self._shape[1]
@@ -293,12 +293,13 @@ class CostCurve:
         if lay is None:
             pieces = (np.zeros(self.n), self.x, None, False, np.zeros(self.n))
         else:
-            known, xs, below, seen, dx, small = lay
+            known, stand_in, xs, below, seen, dx, small = lay
             # [0, the known cuts' costs in MAC order, made monotone]: the abscissa ``xs`` starts
             # at no MACs (cost 0) when the smallest known cut has some.
             vals = np.zeros(len(known) + 1)
             vals[1:] = self.anchor[known]
-            vals[np.isnan(vals)] = 0.0  # zero_at, not observed: no MACs, no cost
+            if stand_in is not None:
+                vals[stand_in] = 0.0  # zero_at, not observed: no MACs, no cost
             np.maximum.accumulate(vals, out=vals)
             top_x, top_v = xs[-1], vals[-1]
             # Monotone bound: a cut costs at least what its nearest observed smaller neighbour costs.
@@ -317,18 +318,23 @@ class CostCurve:
     def _layout(self):
         """What the curve's shape takes from which cuts are known, not from their costs (so it is
         built once per newly observed or forgotten cut, not per cost): the known cuts in MAC
-        order, the interpolation abscissa, each cut's nearest known smaller neighbour, the
-        observed mask, each cut's MACs beyond the largest known and whether that one is under
-        half the largest workload. None while nothing is known."""
+        order, where the zero_at stand-in sits among _pieces' costs (None if there is none), the
+        interpolation abscissa, each cut's nearest known smaller neighbour, the observed mask,
+        each cut's MACs beyond the largest known (None if none has any) and whether that one is
+        under half the largest workload. None while nothing is known."""
         if self._known is not None:
             return self._known
         known = list(self.observed)
+        stand_in = None
         if self.zero_at is not None and np.isnan(self.anchor[self.zero_at]):
             known.append(self.zero_at)  # a stand-in at cost 0 (_pieces)
+            stand_in = self.zero_at
         if not known:
             self._known = None
             return None
         known = np.array(sorted(known, key=lambda c: self._xs[c]), dtype=np.int64)
+        if stand_in is not None:
+            stand_in = 1 + int(np.flatnonzero(known == stand_in)[0])
         xs = self._xs[known]
         below = np.searchsorted(xs, self._xs, side="right")  # index into [0, known costs...]
         top_x = xs[-1]
@@ -338,7 +344,8 @@ class CostCurve:
         # A small workload's cost is mostly fixed overhead: its per-MAC figure would price far
         # bigger ones many times too high (predict then prices them no dearer than the prior).
         small = bool(top_x < 0.5 * self.x.max())
-        self._known = (known, xs, below, ~np.isnan(self.anchor), np.maximum(self._xs - top_x, 0.0), small)
+        dx = np.maximum(self._xs - top_x, 0.0)
+        self._known = (known, stand_in, xs, below, ~np.isnan(self.anchor), dx if dx.any() else None, small)
         return self._known
 
     def rate(self):
@@ -356,10 +363,10 @@ class CostCurve:
     def doubt(self):
         """Per cut, how much cheaper it may be than estimated because it has not been seen since
         the level last went up: the jump was read off other cuts, and a board's bimodal noise
-        can fake one (1.0 for cuts seen since, or after a fall: then the scalar 1.0)."""
+        can fake one (1.0 for cuts seen since; None when no cut is in doubt, as after a fall)."""
         t, before = self.jumped
         if before >= self.level:
-            return 1.0
+            return None
         return np.where((self.seen >= 0) & (self.seen < t), self.level / before, 1.0)
 
     def unobserved(self):

@@ -106,7 +106,8 @@ class Partnner(Selector):
         self.hedge_slow = 1.0  # a hedged edge-only run's time over a plain one's, as seen
         self._est = None
         self._terms = (None, None, None)  # _remote_terms: (cloud estimate, link estimate, terms)
-        self._far = (None, None)
+        self._far = (None, None, None)  # _far_from_sent: (history, payload sizes in it, answer)
+        self._lean = (None, None)  # estimates(): (edge.unobserved(), optimism x it, or None if all 0)
         self._bound_parts = None  # estimates(): what _long_shot needs to bound unobserved cuts
 
     # -- estimates ------------------------------------------------------------------------------
@@ -128,7 +129,12 @@ class Partnner(Selector):
         est = e_est + remote
         # Unobserved cuts lean towards their monotone bounds; observed ones are known up to noise.
         unobs = self.edge.unobserved()
-        e_opt = (e_est - self.optimism * unobs * (e_est - e_lo)) / self.edge.doubt()
+        if self._lean[0] is not unobs:
+            self._lean = (unobs, self.optimism * unobs if unobs.any() else None)
+        e_opt = e_est if self._lean[1] is None else e_est - self._lean[1] * (e_est - e_lo)
+        doubt = self.edge.doubt()
+        if doubt is not None:
+            e_opt = e_opt / doubt
         remote_opt = fixed + wire / stale + cloud / unseen
         opt = e_opt + remote_opt
         self._bound_parts = (unobs, e_lo, remote_opt)  # for _long_shot
@@ -351,17 +357,22 @@ class Partnner(Selector):
     def _far_from_sent(self):
         """Per cut, 1 when its payload is within 2x of a recent transfer's, else the root of the
         ratio to the nearest one, clipped to 1.5-10: how much lower its per-byte cost may be than
-        the estimate learnt there (cached per history)."""
-        if self._far[0] is not self.link.history:
-            seen_b = np.array([b for b, _ in self.link.history])
-            far = np.ones(len(self.bytes))
-            if seen_b.size:
-                # How far (as a ratio) each cut's payload is from the nearest one sent lately:
-                # the further, the less the rtt/per-byte split learnt there says about it.
-                d = np.abs(np.log(self.bytes[:, None] / seen_b[None, :] + 1e-12)).min(axis=1)
-                far = np.where(d <= np.log(2.0), 1.0, np.clip(np.exp(d / 2), 1.5, 10.0))
-            self._far = (self.link.history, far)
-        return self._far[1]
+        the estimate learnt there (cached per set of payload sizes)."""
+        history = self.link.history
+        if self._far[0] is history:
+            return self._far[2]
+        sizes = sorted({b for b, _ in history})  # a new transfer seldom brings a new size
+        if sizes == self._far[1]:
+            self._far = (history, sizes, self._far[2])
+            return self._far[2]
+        far = np.ones(len(self.bytes))
+        if sizes:
+            # How far (as a ratio) each cut's payload is from the nearest one sent lately:
+            # the further, the less the rtt/per-byte split learnt there says about it.
+            d = np.abs(np.log(self.bytes[:, None] / np.array(sizes)[None, :] + 1e-12)).min(axis=1)
+            far = np.where(d <= np.log(2.0), 1.0, np.clip(np.exp(d / 2), 1.5, 10.0))
+        self._far = (history, sizes, far)
+        return far
 
     def _remote(self, cut):
         """The estimated link + cloud time of ``cut`` (computed with the estimates)."""

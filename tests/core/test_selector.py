@@ -512,3 +512,23 @@ def test_a_jump_of_the_cloud_starts_the_budget_full():
     after = float(sel.estimates()[0].min())
     assert after > 1.5 * before
     assert sel.tokens >= 0.99 * BUDGET_CAP * after
+
+
+def test_how_far_a_payload_is_from_those_sent_depends_on_the_sizes_sent_not_on_each_transfer():
+    """The factor by which a cut's per-byte cost may be lower than learnt (1 near a payload sent
+    lately, up to 10 far from all of them) is kept while transfers repeat sizes already sent."""
+    m = synthetic_manifest(8, seed=3)
+    sel = make_selector("partnner", m)
+    nbytes = [c.boundary_bytes for c in m.cuts]
+    big, small = 0, int(np.argmin([b if b > 0 else np.inf for b in nbytes]))
+    assert nbytes[big] > 20 * nbytes[small]
+    sel.observe(Observation(cut=m.edge_only, edge_s=0.1))
+    for _ in range(3):
+        sel.observe(Observation(cut=small, edge_s=0.05, transfer_s=0.03, cloud_s=0.01))
+    far = sel._far_from_sent()
+    assert far[small] == 1.0 and far[big] > 1.5
+    sel.observe(Observation(cut=small, edge_s=0.05, transfer_s=0.03, cloud_s=0.01))
+    assert sel._far_from_sent() is far  # the same sizes sent: the same answer
+    sel.observe(Observation(cut=big, edge_s=0.0, transfer_s=0.4, cloud_s=0.05))
+    now = sel._far_from_sent()
+    assert now[big] == 1.0 and now[small] == 1.0
