@@ -96,11 +96,14 @@ class PrefixCache:
     def prefetch(self, cuts):
         """Queue background loads of ``cuts`` (most likely first); loaded or queued ones are skipped."""
         with self._cv:
+            queued = False
             for cut in cuts:
                 if cut in self._paths and cut not in self._loaded and cut not in self._loading:
                     self._loading[cut] = threading.Event()
                     self._queue.append(cut)
-            self._cv.notify()
+                    queued = True
+            if queued:  # (every frame asks: waking the loader for nothing costs the frame a thread switch)
+                self._cv.notify()
 
     def fill(self, cuts, size_of):
         """Load ``cuts`` now, in order, while each fits in the budget beside what is loaded (its
