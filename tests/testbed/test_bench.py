@@ -8,9 +8,11 @@ from partnner_tf.testbed.bench import link_presets, resolve_link, run_matrix
 from partnner_tf.testbed.report import GOAL_VS_BASELINE, GOAL_VS_FIXED, cell_metrics, write_all
 from partnner_tf.traces import traces_dir
 
-#: Frames per run, and a cap on each run's seconds (a slow cloud-only run stops early).
+#: Frames per run, and a cap on each run's seconds (a slow cloud-only run stops early). The cap
+#: lets the Pi 3B's ~70 ms frames reach 100: at 4 s its runs stopped at 54-57 frames, where the
+#: hedged first frame, an exploration and a probe (~0.15 s) alone are 4% of the 5% goal.
 FRAMES = 100
-MAX_RUN_S = 4.0
+MAX_RUN_S = 7.5
 
 
 def conv_model():
@@ -92,8 +94,8 @@ def _misses(cells, vs_better, vs_fixed):
 @pytest.mark.slow
 @needs_lte
 def test_small_matrix_meets_the_goals(small_matrix, tmp_path):
-    # Issue 6's goals held in 31 of 32 cells over four runs of this matrix here (100 frames, 4 s
-    # a run); the miss (1.078, small_conv/rpi3b/LTE, a run capped at 54 frames) was the hedged
+    # Issue 6's goals held in 31 of 32 cells over four runs of this matrix here (100 frames, then
+    # 4 s a run); the miss (1.078, small_conv/rpi3b/LTE, a run capped at 54 frames) was the hedged
     # first frame, one exploration and one probe, plus this shared host's latency spikes. So a
     # cell that misses is run once more, from scratch, and must meet the goals then: host noise
     # seldom strikes one cell twice, a selector that got worse misses again.
