@@ -265,14 +265,21 @@ class Partnner(Selector):
         if not 0 <= c < len(self.bytes):
             raise PartnnerError(f"observation for cut {c}: model {self.manifest.name!r} has cuts 0..{len(self.bytes) - 1}")
         self.last_seen[c] = self.frames
-        if c == self.E and obs.edge_s > 0 and self.edge_only_hedged:
+        edge_s = obs.edge_s
+        if c == self.E and edge_s > 0 and self.edge_only_hedged:
             # Hedged runs share the edge's CPU with the cloud request (on the testbed's boards
-            # they took 1.1-2.1x as long): the first plain edge-only frame replaces them.
-            self.edge.forget(self.E)
+            # they took 1.1-2.1x as long): the first plain edge-only frame replaces them, unless
+            # it was slower still. Then it was disturbed (a prefix loading beside it, a stall of
+            # the host), and the hedged time, an upper bound, stays as the edge-only anchor.
+            hedged = float(self.edge.anchor[self.E] * self.edge.level)
             self.edge_only_hedged = False
+            if edge_s <= hedged:
+                self.edge.forget(self.E)
+            else:
+                edge_s = hedged
         # A prefix of no MACs (a pad, a rescaling) still costs time: only cloud-only has none.
-        if obs.edge_s > 0 and c != self.edge.zero_at:
-            self.edge.observe(c, obs.edge_s)
+        if edge_s > 0 and c != self.edge.zero_at:
+            self.edge.observe(c, edge_s)
         if obs.edge_only_s and (edge_unknown or self.edge_only_hedged):
             # A hedged run's time, biased high, stands for edge-only only until a plain one.
             self.edge.observe(self.E, obs.edge_only_s)

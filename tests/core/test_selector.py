@@ -532,3 +532,21 @@ def test_how_far_a_payload_is_from_those_sent_depends_on_the_sizes_sent_not_on_e
     sel.observe(Observation(cut=big, edge_s=0.0, transfer_s=0.4, cloud_s=0.05))
     now = sel._far_from_sent()
     assert now[big] == 1.0 and now[small] == 1.0
+
+
+@pytest.mark.parametrize("plain_s, anchored_s", [(0.217, 0.062), (0.05, 0.05)])
+def test_a_plain_edge_only_frame_slower_than_the_hedged_one_does_not_replace_it(plain_s, anchored_s):
+    """A hedged edge-only run shares the CPU with the cloud request, so its time is an upper
+    bound: a plain frame slower still was disturbed (on the testbed, EfficientNetB0 on the Jetson
+    Nano over LTE: hedged 62 ms, then one plain frame of 217 ms among 60-90 ms ones, and partnner
+    ran a cut of 110 ms for 96 frames). A faster plain frame replaces the hedged time."""
+    m = synthetic_manifest(8, seed=3)
+    sel = make_selector("partnner", m)
+    sel.offer_hedge()
+    C, E = m.cloud_only, m.edge_only
+    assert sel.choose() == C and sel.hedge(C)
+    sel.observe(Observation(cut=C, edge_s=0.0, transfer_s=0.062, timed_out=True, edge_only_s=0.062,
+                            bytes_sent=m.cuts[C].boundary_bytes))
+    sel.observe(Observation(cut=E, edge_s=plain_s))
+    assert not sel.edge_only_hedged
+    assert sel.edge.predict(1.0)[0][E] == pytest.approx(anchored_s)
