@@ -285,8 +285,8 @@ class CostCurve:
     def _pieces(self):
         """At level 1: the estimate without the part beyond the largest anchor (``base``), each
         cut's MACs beyond it (``dx``, priced per MAC by predict; None if no cut has any), that
-        anchor's own cost per MAC (None if it has none), whether it is under half the largest workload, and the monotone
-        lower bound."""
+        anchor's own cost per MAC (None if it has none), whether it is under half the largest
+        workload, and the monotone lower bound."""
         if self._shape[0] == self.version:
             return self._shape[1]
         lay = self._layout()
