@@ -153,6 +153,31 @@ def test_cost_curve_ignores_bimodal_noise_but_follows_a_real_slowdown():
     assert 0.35 < est[2] < 0.6, est
 
 
+def test_one_stall_far_beyond_a_cuts_usual_range_moves_its_price_little():
+    """On the testbed (MobileNetV2, Pi 3B, LTE) one edge-only frame of 213 ms among 45-95 ms ones
+    put edge-only at 95 ms, partnner left it for a cut of 87 ms, and ran that cut for 51 frames:
+    edge-only ran no more, so nothing brought its price back. A stall counts as at most BAND
+    beyond the range the cut has shown."""
+    from partnner_tf.selector.estimators import BAND, CostCurve
+
+    curve = CostCurve([0.0, 50.0, 300.0], zero_at=0)
+    rng = np.random.default_rng(4)
+    costs = rng.uniform(0.045, 0.085, 30)
+    for cost in costs:
+        curve.observe(2, cost)
+    before = curve.predict(1e-9)[0][2]
+    curve.observe(2, 0.213)
+    curve.observe(2, 0.065)
+    after = curve.predict(1e-9)[0][2]
+    assert after < before + 0.2 * (0.085 * BAND - before) + 1e-3, (before, after)
+    assert after < 1.15 * costs.mean(), (before, after)
+    # A cut that keeps showing such costs is not held down for long: each one widens the range.
+    for _ in range(12):
+        curve.observe(2, 0.213)
+        curve.observe(2, 0.065)
+    assert curve.predict(1e-9)[0][2] > 1.3 * costs.mean()
+
+
 def test_a_change_seen_by_a_cut_with_few_costs_moves_the_level():
     """For HISTORY frames after a level jump every cut is young. A load step that only such a cut
     sees must still move the level, which prices every other cut, and not vanish into that
