@@ -20,11 +20,18 @@ from partnner_tf.selector.estimators import CostCurve, LinkEstimator
 #: prior that shapes interpolation between observed cuts, which measurements then correct.
 KIND_WEIGHTS = {"conv": 1.0, "dense": 2.0, "depthwise": 4.0, "elementwise": 4.0}
 #: An edge-only time known from hedged runs alone (beside a cloud request, sharing the CPU) may
-#: be this many times the edge's own: it is worth one plain edge-only frame to find out.
+#: be this many times the edge's own: it is worth one plain edge-only frame to find out. The
+#: doubt grows by HEDGE_DOUBT_GROWTH a frame while that frame has not come, up to HEDGE_DOUBT_MAX:
+#: a hedge that ran beside the next frame's prefix took 1.9x, and a fixed doubt of 1.5 left
+#: edge-only unchecked for good.
 HEDGE_DOUBT = 1.5
+HEDGE_DOUBT_GROWTH = 0.02
+HEDGE_DOUBT_MAX = 2.2
 #: The extra edge time hedged probes cost (their edge-only run slowed by the request beside it)
-#: is held to this share of the edge-only frames between them.
+#: is held to this share of the edge-only frames between them, or to HEDGE_GAIN_SHARE of what
+#: those frames would save were the link as good as optimism says, whichever allows more.
 HEDGE_PROBE_SHARE = 0.02
+HEDGE_GAIN_SHARE = 0.05
 #: Per frame, how much of the unspent start allowance stays (0.93: half of it after 10 frames).
 START_FADE = 0.93
 #: The budget holds at most this many frames' worth once the start's allowance has faded.
@@ -103,6 +110,7 @@ class Partnner(Selector):
         self.probe_every = min_probe_every
         self.hedging = False  # set once the caller asks hedge(): it runs probes hedged
         self.edge_only_hedged = False  # edge-only is known from hedged runs only
+        self.hedged_at = 0  # the frame edge-only was first known from a hedged run
         self.hedge_slow = 1.0  # a hedged edge-only run's time over a plain one's, as seen
         self._est = None
         self._terms = (None, None, None)  # _remote_terms: (cloud estimate, link estimate, terms)
@@ -141,7 +149,8 @@ class Partnner(Selector):
         # What was seen of a cut long ago may no longer hold: let near-ties be checked again.
         opt *= 1.0 - (self.recheck / 200.0) * np.minimum(self.frames - self.last_seen, 200.0)
         if self.edge_only_hedged:
-            opt[self.E] /= HEDGE_DOUBT
+            waited = self.frames - self.hedged_at
+            opt[self.E] /= min(HEDGE_DOUBT + HEDGE_DOUBT_GROWTH * waited, HEDGE_DOUBT_MAX)
         self._est = (est, np.minimum(opt, est))
         return self._est
 
@@ -183,7 +192,10 @@ class Partnner(Selector):
             # hedged probe costs its prefix and what the request slows the edge-only run beside
             # it, so it goes every few frames or as far apart as that slowdown needs; otherwise
             # on a backoff schedule (soon after the link went bad, rarely once it stays bad).
-            if self.link.since >= max(self.probe_every, (self.hedge_slow - 1.0) / HEDGE_PROBE_SHARE):
+            e_full = float(est[best])
+            gain = e_full - float(opt[cand].min())
+            spacing = (self.hedge_slow - 1.0) * e_full / max(HEDGE_PROBE_SHARE * e_full, HEDGE_GAIN_SHARE * gain)
+            if self.link.since >= max(self.probe_every, spacing):
                 if not self.hedging:
                     self.probe_every = min(1.5 * self.probe_every, self.max_probe_every)
                 c = self._cheapest_probe(cand, est)
@@ -283,7 +295,8 @@ class Partnner(Selector):
         if obs.edge_only_s and (edge_unknown or self.edge_only_hedged):
             # A hedged run's time, biased high, stands for edge-only only until a plain one.
             self.edge.observe(self.E, obs.edge_only_s)
-            self.edge_only_hedged = True
+            if not self.edge_only_hedged:
+                self.edge_only_hedged, self.hedged_at = True, self.frames
         elif obs.edge_only_s:
             # Beside a plain edge-only time, a hedged one tells what hedging costs the edge.
             ratio = obs.edge_only_s / float(self.edge.anchor[self.E] * self.edge.level)

@@ -240,7 +240,10 @@ def test_a_payload_far_bigger_than_any_sent_lately_is_worth_a_look():
     per-byte cost learnt from them says little about a 600 KB one. When the link gets 16x faster,
     cloud-only (600 KB) becomes best by 2x; its optimism must grow with how far its payload is
     from those sent (it was a flat 1.5x, and the selector stayed on the 8 KB cut for good: a
-    held-out world, ResNet50 224x224, 1.135x the best static cut)."""
+    held-out world, ResNet50 224x224, 1.135x the best static cut). Before the step edge-only
+    is best: its hedged time (1.8x) is checked by a plain frame, and the probes from edge-only,
+    1.8x each, find the faster link within 16 frames (10 when the 8 KB cut, 1.16x edge-only's
+    time, ran up to the step because the hedged time was never checked)."""
     from partnner_tf.sim import recovery_frames
 
     cuts = [(602112, 0, 4_000_000_000), (8192, 3_990_000_000, 10_000_000), (0, 4_000_000_000, 0)]
@@ -248,7 +251,9 @@ def test_a_payload_far_bigger_than_any_sent_lately_is_worth_a_look():
                     uplink=steps([(0, 1.5e6), (100, 24e6)]))
     assert [int(np.argmin(w.expected(t))) for t in (0, 150)] == [2, 0]
     run = run_policy(w, "partnner", 400, seed=17)
-    assert max(recovery_frames(run, w.changes)) <= 10, recovery_frames(run, w.changes)
+    before = run.cut[20:int(np.searchsorted(run.start, 100))]
+    assert np.mean(before == 2) > 0.85, before
+    assert max(recovery_frames(run, w.changes)) <= 16, recovery_frames(run, w.changes)
     assert np.mean(run.cut[-100:] == 0) > 0.9
 
 
@@ -363,6 +368,21 @@ def test_an_edge_only_time_known_from_a_hedge_alone_is_checked_by_one_plain_fram
     assert sel.edge.predict(1.0)[0][w.edge_cut] == pytest.approx(w.edge_s[w.edge_cut], rel=0.05)
 
 
+def test_an_edge_only_time_from_a_much_slower_hedge_is_still_checked():
+    # Edge-only (best) is 1.22x faster than the next cut. On the testbed a hedge the cloud beat
+    # ran on beside the next frame's prefix and took 1.9x: a fixed doubt of 1.5 never made
+    # edge-only worth a plain frame, and partnner ran the next cut for good (1.16x the best).
+    # The doubt grows while that frame has not come.
+    w = world(12, seed=0, uplink=constant(2e6), noise=0.0)
+    x = w.expected(0.0)
+    assert int(np.argmin(x)) == w.edge_cut and np.sort(x)[1] > 1.2 * x[w.edge_cut]
+    sel = make_selector("partnner", w.manifest)
+    sel.offer_hedge()
+    ran, _ = _run_with_slow_hedges(sel, w, 200, 1.9)
+    assert np.mean([x[c] for c in ran]) < 1.05 * x[w.edge_cut], ran
+    assert ran[-50:].count(w.edge_cut) >= 45, ran
+
+
 def test_the_first_transfer_after_an_edge_only_stretch_replaces_the_link_estimate():
     from partnner_tf.selector.estimators import STALE, LinkEstimator
 
@@ -452,7 +472,9 @@ def test_the_rtt_is_not_refitted_across_a_bandwidth_step_from_one_payload_size()
 def test_hedged_probes_are_spaced_by_what_their_slowed_edge_only_run_costs():
     # Edge-only is best (388 ms; cut 8: 440 ms): partnner stays there and probes the link. A
     # hedged probe's edge-only run shares the CPU with the request; when that makes it 1.6x
-    # slower, the extra it costs is held to 2% of the frames between probes (30 frames apart).
+    # slower, the extra it costs is held to 2% of the frames between probes (30 frames apart), or
+    # 5% of what those frames would save were the link as good as optimism says, which grows
+    # while the link goes unseen: here 16 probes in 350 frames, 2.7% of their time.
     w = world(12, seed=2, uplink=constant(2e6), noise=0.0)
 
     def probes(factor):
@@ -465,7 +487,7 @@ def test_hedged_probes_are_spaced_by_what_their_slowed_edge_only_run_costs():
     sel16, biased = probes(1.6)
     assert sel1.hedge_slow == pytest.approx(1.0)
     assert sel16.hedge_slow == pytest.approx(1.6, rel=0.05)
-    assert 0 < biased <= 350 / 25 and 2 * biased < unbiased, (biased, unbiased)
+    assert 0 < biased <= 350 / 20 and biased < 0.6 * unbiased, (biased, unbiased)
 
 
 def _convex_world(noise):
