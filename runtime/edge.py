@@ -72,6 +72,7 @@ class FrameResult:
     chosen: Optional[int] = None  # the selector's cut when a swap was deferred or a frame fell back
     error: Optional[str] = None  # why the frame fell back
     hedged: Optional[str] = None  # the edge-only model ran beside the request: "edge" or "cloud" answered
+    edge_only_s: Optional[float] = None  # the time of a hedged edge-only run the selector heard of here
 
     def to_dict(self):
         """Everything but the outputs, for a JSON log line."""
@@ -244,10 +245,10 @@ class EdgeRuntime:
 
     def _edge_frame(self, n, x, chosen, t0, fallback, error=None):
         outputs, edge_s = self._run_edge(x)
-        self.selector.observe(Observation(cut=self.edge_cut, edge_s=edge_s, bytes_sent=0,
-                                          edge_only_s=self._hedge_news()))
+        news = self._hedge_news()
+        self.selector.observe(Observation(cut=self.edge_cut, edge_s=edge_s, bytes_sent=0, edge_only_s=news))
         return FrameResult(n, outputs, self.edge_cut, edge_s, 0.0, 0.0, _now() - t0, 0, fallback,
-                           chosen=chosen if chosen != self.edge_cut else None, error=error)
+                           chosen=chosen if chosen != self.edge_cut else None, error=error, edge_only_s=news)
 
     def _run_edge(self, x):
         self._await_hedge()
@@ -312,14 +313,15 @@ class EdgeRuntime:
         transfer_s = max(0.0, rtt - cloud_s)
         if hedged is not None:
             hedged.unreported = True  # the cloud won; the edge-only run's time goes with a later frame
+        news = self._hedge_news()
         self.selector.observe(Observation(
-            cut=cut, edge_s=edge_s, transfer_s=transfer_s, cloud_s=cloud_s, bytes_sent=nbytes,
-            edge_only_s=self._hedge_news(),
+            cut=cut, edge_s=edge_s, transfer_s=transfer_s, cloud_s=cloud_s, bytes_sent=nbytes, edge_only_s=news,
             queue_s=reply.queue_s, compute_s=reply.compute_s, queue_depth=reply.queue_depth,
             busy_workers=reply.busy_workers, workers=reply.workers))
         return FrameResult(n, outputs, cut, edge_s, transfer_s, cloud_s, _now() - t0, nbytes, False,
                            queue_s=reply.queue_s, compute_s=reply.compute_s,
-                           chosen=chosen if chosen != cut else None, hedged="cloud" if hedged else None)
+                           chosen=chosen if chosen != cut else None, hedged="cloud" if hedged else None,
+                           edge_only_s=news)
 
     def _check_reply(self, cut, outputs):
         expected = len(self.output_keys) if self.output_keys else None
@@ -330,11 +332,12 @@ class EdgeRuntime:
         if not isinstance(exc, CloudError) or exc.code == "bad_reply":
             self.link.down(exc)  # timeout or broken link: probe before using the cloud again
         log.info("frame %d: cut %d failed in the cloud (%s); finished on the edge", n, cut, exc)
+        news = self._hedge_news()
         self.selector.observe(Observation(cut=cut, edge_s=edge_s, transfer_s=waited,
-                                          bytes_sent=nbytes, timed_out=True, edge_only_s=self._hedge_news()))
+                                          bytes_sent=nbytes, timed_out=True, edge_only_s=news))
         outputs, full_s = self._run_edge(x)
         return FrameResult(n, outputs, cut, edge_s + full_s, waited, 0.0, _now() - t0, nbytes, True,
-                           chosen=chosen if chosen != cut else None, error=str(exc))
+                           chosen=chosen if chosen != cut else None, error=str(exc), edge_only_s=news)
 
     def _hedge(self, x):
         """Start the edge-only run beside a cloud request (the selector asked: a probe)."""
@@ -383,7 +386,7 @@ class EdgeRuntime:
         failed = not isinstance(exc, Abandoned)
         return FrameResult(n, outputs, cut, edge_s + full_s, waited, 0.0, _now() - t0, nbytes, failed,
                            chosen=chosen if chosen != cut else None, error=str(exc) if failed else None,
-                           hedged="edge")
+                           hedged="edge", edge_only_s=full_s)
 
     def _deadline(self, cut):
         o = self.options

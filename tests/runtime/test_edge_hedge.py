@@ -80,6 +80,8 @@ def test_a_fast_cloud_wins_the_hedge_and_the_next_frame_waits_for_the_edge_run(r
     # The edge-only run the cloud beat still reports its time, with the next frame's observation.
     assert not sel.seen[0].edge_only_s
     assert all(o.edge_only_s >= 0.3 for o in sel.seen[1:]), [o.edge_only_s for o in sel.seen]
+    # ... and the frame's log line carries it too.
+    assert [r.edge_only_s for r in results] == [o.edge_only_s for o in sel.seen]
     # Each frame after the first waited for the previous frame's edge run (one interpreter).
     assert wall >= 3 * 0.3
 
