@@ -31,7 +31,7 @@ HEDGE_DOUBT_MAX = 2.2
 #: is held to this share of the edge-only frames between them, or to HEDGE_GAIN_SHARE of what
 #: those frames would save were the link as good as optimism says, whichever allows more.
 HEDGE_PROBE_SHARE = 0.02
-HEDGE_GAIN_SHARE = 0.05
+HEDGE_GAIN_SHARE = 0.03
 #: Per frame, how much of the unspent start allowance stays (0.93: half of it after 10 frames).
 START_FADE = 0.93
 #: The budget holds at most this many frames' worth once the start's allowance has faded.

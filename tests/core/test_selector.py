@@ -242,7 +242,7 @@ def test_a_payload_far_bigger_than_any_sent_lately_is_worth_a_look():
     from those sent (it was a flat 1.5x, and the selector stayed on the 8 KB cut for good: a
     held-out world, ResNet50 224x224, 1.135x the best static cut). Before the step edge-only
     is best: its hedged time (1.8x) is checked by a plain frame, and the probes from edge-only,
-    1.8x each, find the faster link within 16 frames (10 when the 8 KB cut, 1.16x edge-only's
+    1.8x each, find the faster link within 18 frames (10 when the 8 KB cut, 1.16x edge-only's
     time, ran up to the step because the hedged time was never checked)."""
     from partnner_tf.sim import recovery_frames
 
@@ -253,7 +253,7 @@ def test_a_payload_far_bigger_than_any_sent_lately_is_worth_a_look():
     run = run_policy(w, "partnner", 400, seed=17)
     before = run.cut[20:int(np.searchsorted(run.start, 100))]
     assert np.mean(before == 2) > 0.85, before
-    assert max(recovery_frames(run, w.changes)) <= 16, recovery_frames(run, w.changes)
+    assert max(recovery_frames(run, w.changes)) <= 18, recovery_frames(run, w.changes)
     assert np.mean(run.cut[-100:] == 0) > 0.9
 
 
@@ -473,8 +473,8 @@ def test_hedged_probes_are_spaced_by_what_their_slowed_edge_only_run_costs():
     # Edge-only is best (388 ms; cut 8: 440 ms): partnner stays there and probes the link. A
     # hedged probe's edge-only run shares the CPU with the request; when that makes it 1.6x
     # slower, the extra it costs is held to 2% of the frames between probes (30 frames apart), or
-    # 5% of what those frames would save were the link as good as optimism says, which grows
-    # while the link goes unseen: here 16 probes in 350 frames, 2.7% of their time.
+    # 3% of what those frames would save were the link as good as optimism says, which grows
+    # while the link goes unseen.
     w = world(12, seed=2, uplink=constant(2e6), noise=0.0)
 
     def probes(factor):
