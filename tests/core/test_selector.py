@@ -368,18 +368,19 @@ def test_an_edge_only_time_known_from_a_hedge_alone_is_checked_by_one_plain_fram
     assert sel.edge.predict(1.0)[0][w.edge_cut] == pytest.approx(w.edge_s[w.edge_cut], rel=0.05)
 
 
-def test_an_edge_only_time_from_a_much_slower_hedge_is_still_checked():
-    # Edge-only (best) is 1.22x faster than the next cut. On the testbed a hedge the cloud beat
-    # ran on beside the next frame's prefix and took 1.9x: a fixed doubt of 1.5 never made
-    # edge-only worth a plain frame, and partnner ran the next cut for good (1.16x the best).
-    # The doubt grows while that frame has not come.
+@pytest.mark.parametrize("hedge_factor", [1.9, 3.0])
+def test_an_edge_only_time_from_a_much_slower_hedge_is_still_checked(hedge_factor):
+    # Edge-only (best) is 1.22x faster than the next cut. In CI runs of the testbed, hedges the
+    # cloud beat took ~1.9-3x (inferred from when partnner checked them): a fixed doubt of 1.5 never made
+    # edge-only worth a plain frame, and partnner ran the next cut for good (1.16x the best at
+    # 1.9x, 1.24x at 3x). The doubt grows while that frame has not come.
     w = world(12, seed=0, uplink=constant(2e6), noise=0.0)
     x = w.expected(0.0)
     assert int(np.argmin(x)) == w.edge_cut and np.sort(x)[1] > 1.2 * x[w.edge_cut]
     sel = make_selector("partnner", w.manifest)
     sel.offer_hedge()
-    ran, _ = _run_with_slow_hedges(sel, w, 200, 1.9)
-    assert np.mean([x[c] for c in ran]) < 1.05 * x[w.edge_cut], ran
+    ran, _ = _run_with_slow_hedges(sel, w, 200, hedge_factor)
+    assert np.mean([x[c] for c in ran]) < 1.06 * x[w.edge_cut], ran
     assert ran[-50:].count(w.edge_cut) >= 45, ran
 
 
