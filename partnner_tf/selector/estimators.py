@@ -153,6 +153,9 @@ class CostCurve:
         self._rate = self._unobserved = (None, None)
         self._run = []  # the ratios of the current run of outliers
         self._recent = [[] for _ in range(self.n)]  # each cut's latest costs / level
+        # Per cut with fewer than HISTORY costs spread over FAR, the lowest / level (else inf):
+        # what such a cut may cost when its few costs include a stall (lowest_seen()).
+        self._low = np.full(self.n, np.inf)
         self.zero_at = zero_at  # a cut whose cost is 0 by construction (no prefix / no suffix)
         order = np.argsort(self.x, kind="stable")
         # Strictly increasing interpolation abscissa even where cuts share a MAC count.
@@ -176,6 +179,7 @@ class CostCurve:
             self.anchor[cut] = cost / self.level
             self.created[cut] = self.t
             self._known = None
+            self._recent[cut].append(cost / self.level)
             return 1.0
         ratio = cost / (anchor * self.level)
         if trust and not 1 / BAND <= ratio <= BAND:
@@ -200,6 +204,7 @@ class CostCurve:
         if not outlier:
             self._end_run()
             recent.append(cost / self.level)
+            self._note(cut)
         else:
             # A change moves every frame the same way; bimodal noise flips sides and must not
             # add up. The run's costs join the usual range only if it ends without a change.
@@ -247,12 +252,14 @@ class CostCurve:
         self.changes += 1
         self.outliers, self._run = 0, []
         self._recent = [[] for _ in range(self.n)]
+        self._low[:] = np.inf
 
     def forget(self, cut):
         """Drop what was seen of ``cut``: its next cost anchors it afresh."""
         self.version += 1
         self.anchor[cut], self.count[cut], self.created[cut] = np.nan, 0, -1
         self._recent[cut] = []
+        self._low[cut] = np.inf
         self._run = [r for r in self._run if r[0] != cut]
         self.outliers = len(self._run)
         self._known = None
@@ -269,8 +276,23 @@ class CostCurve:
                 normalised = min(max(normalised, min(recent) / BAND), max(recent) * BAND)
             recent.append(normalised)
             del recent[:-HISTORY]
+            self._note(cut)
             self.anchor[cut] += max(1.0 / self.count[cut], self.refine) * (normalised - self.anchor[cut])
         self.outliers, self._run = 0, []
+
+    def _note(self, cut):
+        """Keep ``_low`` for ``cut`` after a cost joined its range."""
+        recent = self._recent[cut]
+        low = min(recent)
+        self._low[cut] = low if len(recent) < HISTORY and max(recent) > FAR * low else np.inf
+
+    def lowest_seen(self):
+        """Per cut seen fewer than HISTORY times whose costs spread over more than FAR, the
+        lowest it has shown at the level now; inf for the others. A young cut's mean can hold one
+        stall at a large weight (edge-only seen at 58 then 196 ms was priced 127 on the testbed),
+        and a cut priced too high is not run again, so nothing corrects it: its optimistic
+        estimate is what it has shown it can cost."""
+        return self._low * self.level
 
     def predict(self, prior_per_x):
         """(estimate, lower bound) for every cut; ``prior_per_x`` prices MACs beyond all anchors.

@@ -143,6 +143,7 @@ class Partnner(Selector):
         doubt = self.edge.doubt()
         if doubt is not None:
             e_opt = e_opt / doubt
+        e_opt = np.minimum(e_opt, self.edge.lowest_seen())
         remote_opt = fixed + wire / stale + cloud / unseen
         opt = e_opt + remote_opt
         self._bound_parts = (unobs, e_lo, remote_opt)  # for _long_shot

@@ -178,6 +178,32 @@ def test_one_stall_far_beyond_a_cuts_usual_range_moves_its_price_little():
     assert curve.predict(1e-9)[0][2] > 1.3 * costs.mean()
 
 
+def test_a_stall_in_a_young_cuts_few_costs_does_not_price_it_out_for_good():
+    """On the testbed (MobileNetV2, Pi 3B, LTE) edge-only was timed at 58 ms, then stalled at
+    196: its mean of two, 127 ms, lost to a 90 ms cut, which partnner then ran for 77 frames,
+    and edge-only, not run again, kept its price. A young cut's optimistic estimate is the
+    lowest cost it has shown when its costs spread that far."""
+    w = table_world("stall", [(110592, 0, 58_000_000), (9216, 24_000_000, 35_000_000), (0, 58_000_000, 0)],
+                    [0.0, 0.030, 0.065], [0.008, 0.007, 0.0], uplink=constant(1.8e6), rtt_s=0.04, noise=0.0)
+    x = w.expected(0.0)
+    assert int(np.argmin(x)) == 2 and x[1] < 0.127
+    sel = make_selector("partnner", w.manifest)
+
+    def frame(c, edge_s=None):
+        e, n, k = (float(v[0]) for v in w.components(0.0, [c]))
+        sel.observe(Observation(cut=c, edge_s=e if edge_s is None else edge_s, transfer_s=n, cloud_s=k))
+
+    frame(2, 0.058)
+    frame(1)
+    frame(2, 0.196)
+    assert sel.estimates()[0][2] > x[1]  # the stall prices edge-only above cut 1
+    ran = []
+    for _ in range(60):
+        ran.append(sel.choose())
+        frame(ran[-1])
+    assert np.mean([x[c] for c in ran]) < 1.05 * x[2], ran
+
+
 def test_a_change_seen_by_a_cut_with_few_costs_moves_the_level():
     """For HISTORY frames after a level jump every cut is young. A load step that only such a cut
     sees must still move the level, which prices every other cut, and not vanish into that
