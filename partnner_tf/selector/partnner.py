@@ -191,8 +191,9 @@ class Partnner(Selector):
         if self.is_edge[best]:
             # Edge-only: the link is unseen, so probe it with the cheapest promising cut. A
             # hedged probe costs its prefix and what the request slows the edge-only run beside
-            # it, so it goes every few frames or as far apart as that slowdown needs; otherwise
-            # on a backoff schedule (soon after the link went bad, rarely once it stays bad).
+            # it, so it goes every few frames or as far apart as that slowdown needs (less far
+            # when what the link could save is large: HEDGE_GAIN_SHARE); otherwise on a backoff
+            # schedule (soon after the link went bad, rarely once it stays bad).
             e_full = float(est[best])
             gain = e_full - float(opt[cand].min())
             spacing = (self.hedge_slow - 1.0) * e_full / max(HEDGE_PROBE_SHARE * e_full, HEDGE_GAIN_SHARE * gain)
