@@ -397,9 +397,9 @@ def test_an_edge_only_time_known_from_a_hedge_alone_is_checked_by_one_plain_fram
 @pytest.mark.parametrize("hedge_factor", [1.9, 3.0])
 def test_an_edge_only_time_from_a_much_slower_hedge_is_still_checked(hedge_factor):
     # Edge-only (best) is 1.22x faster than the next cut. In CI runs of the testbed, hedges the
-    # cloud beat took ~1.9-3x (inferred from when partnner checked them): a fixed doubt of 1.5 never made
-    # edge-only worth a plain frame, and partnner ran the next cut for good (1.16x the best at
-    # 1.9x, 1.24x at 3x). The doubt grows while that frame has not come.
+    # cloud beat took ~1.9-3x (inferred from when partnner checked them): a fixed doubt of 1.5
+    # never made edge-only worth a plain frame, and partnner ran the next cut for good (1.16x
+    # the best at 1.9x, 1.24x at 3x). The doubt grows while that frame has not come.
     w = world(12, seed=0, uplink=constant(2e6), noise=0.0)
     x = w.expected(0.0)
     assert int(np.argmin(x)) == w.edge_cut and np.sort(x)[1] > 1.2 * x[w.edge_cut]
