@@ -111,18 +111,26 @@ def start_daemon(outs, *, bind="tcp://127.0.0.1:*", args=(), timeout_s=120, serv
     child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, env=child_env)
-    found, done = [], threading.Event()
-    threading.Thread(target=_read_ready, args=(proc, found, done), daemon=True).start()
-    deadline = time.monotonic() + timeout_s
-    done.wait(timeout_s)
-    daemon = DaemonProcess(proc, found[0] if found else None, log_path, owns_log)
-    if not found:
-        daemon.kill()
-        what = f"exited with code {proc.returncode}" if proc.returncode is not None else f"was not ready in {timeout_s} s"
-        raise CloudError("start_failed", f"daemon {what}; log {log_path}:\n{daemon.log()[-3000:]}")
-    if "--curve-secret" not in args or server_public_key is not None:
-        _wait_ping(daemon, deadline, server_public_key, client_keypair)
-    return daemon
+    try:
+        found, done = [], threading.Event()
+        threading.Thread(target=_read_ready, args=(proc, found, done), daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        done.wait(timeout_s)
+        daemon = DaemonProcess(proc, found[0] if found else None, log_path, owns_log)
+        if not found:
+            daemon.kill()
+            what = f"exited with code {proc.returncode}" if proc.returncode is not None else f"was not ready in {timeout_s} s"
+            raise CloudError("start_failed", f"daemon {what}; log {log_path}:\n{daemon.log()[-3000:]}")
+        if "--curve-secret" not in args or server_public_key is not None:
+            _wait_ping(daemon, deadline, server_public_key, client_keypair)
+        return daemon
+    except BaseException:
+        # Also when interrupted (Ctrl-C, or SIGTERM's SystemExit) while the models load: the
+        # caller has no handle on the daemon yet, so it must not outlive this call.
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raise
 
 
 def _wait_ping(daemon, deadline, server_public_key, client_keypair):
