@@ -264,6 +264,14 @@ class CostCurve:
         self.outliers = len(self._run)
         self._known = None
 
+    def cap(self, cut, cost):
+        """``cut`` costs at most ``cost`` (an upper bound seen beside it): its anchor comes down to
+        it if it was above."""
+        anchor = cost / self.level
+        if anchor < self.anchor[cut]:
+            self.anchor[cut] = anchor
+            self.version += 1
+
     def _end_run(self):
         """A run of outliers ended without a change: its costs are part of the usual range, and
         of the cuts' own costs, each held within BAND of the range the cut has shown. A host

@@ -13,7 +13,7 @@ import numpy as np
 
 from partnner_tf.errors import PartnnerError
 from partnner_tf.selector.base import Observation, Selector
-from partnner_tf.selector.estimators import CostCurve, LinkEstimator
+from partnner_tf.selector.estimators import BAND, CostCurve, LinkEstimator
 
 
 #: A MAC's relative cost by layer kind on CPUs (memory-bound kinds cost more per MAC); only a
@@ -303,6 +303,13 @@ class Partnner(Selector):
             # Beside a plain edge-only time, a hedged one tells what hedging costs the edge.
             ratio = obs.edge_only_s / float(self.edge.anchor[self.E] * self.edge.level)
             self.hedge_slow = 0.7 * self.hedge_slow + 0.3 * min(max(ratio, 1.0), 3.0)
+            if ratio < 1 / BAND:
+                # ... and, far below edge-only's price, what edge-only costs at most: a plain run
+                # is no slower than one sharing the CPU. Two stalled edge-only frames read as
+                # the board slowing 2.6x priced it at 60 ms; a hedge beside the next frame took
+                # 27, ignored, and partnner ran 29-30 ms cuts for the 50 frames left (testbed,
+                # yolo_tiny on the Jetson Nano over WiFi: 1.17x edge-only's 22.6 ms).
+                self.edge.cap(self.E, obs.edge_only_s)
         if edge_unknown and not math.isnan(self.edge.anchor[self.E]):
             self.tokens = self.start_budget * max(float(self.edge.anchor[self.E] * self.edge.level), 1e-4)
         if self.is_edge[c]:

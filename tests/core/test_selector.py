@@ -624,3 +624,36 @@ def test_a_plain_edge_only_frame_slower_than_the_hedged_one_does_not_replace_it(
     sel.observe(Observation(cut=E, edge_s=plain_s))
     assert not sel.edge_only_hedged
     assert sel.edge.predict(1.0)[0][E] == pytest.approx(anchored_s)
+
+
+def test_a_hedged_edge_only_run_far_below_its_price_caps_it():
+    """On the testbed (yolo_tiny, Jetson Nano, WiFi) two stalled edge-only frames (45 and 60 ms
+    among 16-30) read as the board slowing down priced edge-only at ~60 ms. The edge-only run
+    beside the next frame's hedged probe took 27 ms and was ignored (edge-only had plain times),
+    and partnner ran 29-30 ms cuts for the 50 frames left. A plain run is no slower than a
+    hedged one: edge-only far above a hedged time is priced at it."""
+    w = table_world("yolo", [(110592, 0, 30_000_000), (24576, 10_000_000, 20_000_000),
+                             (6144, 20_000_000, 10_000_000), (0, 30_000_000, 0)],
+                    [0.0, 0.009, 0.016, 0.0226], [0.008, 0.005, 0.003, 0.0], uplink=constant(40e6),
+                    rtt_s=0.008, noise=0.0)
+    x = w.expected(0.0)
+    assert int(np.argmin(x)) == 3 and min(x[:3]) < 1.4 * x[3]
+    sel = make_selector("partnner", w.manifest)
+    sel.offer_hedge()
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        sel.observe(Observation(cut=3, edge_s=float(rng.uniform(0.016, 0.030))))
+    for stall in (0.045, 0.060):
+        sel.observe(Observation(cut=3, edge_s=stall))
+    assert sel.edge.level > 1.8  # the stalls read as a slower board
+    # A hedged probe of cloud-only: the edge-only run beside it answered first, in 27 ms.
+    sel.observe(Observation(cut=0, edge_s=0.0, transfer_s=0.031, timed_out=True, bytes_sent=110592,
+                            edge_only_s=0.0274))
+    assert sel.estimates()[0][3] <= 0.0275
+    ran = []
+    for _ in range(50):
+        c = sel.choose()
+        ran.append(c)
+        e, n, k = (float(v[0]) for v in w.components(0.0, [c]))
+        sel.observe(Observation(cut=c, edge_s=e, transfer_s=n, cloud_s=k))
+    assert np.mean([x[c] for c in ran]) < 1.05 * x[3], ran
