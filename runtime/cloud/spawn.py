@@ -118,8 +118,9 @@ def start_daemon(outs, *, bind="tcp://127.0.0.1:*", args=(), timeout_s=120, serv
         done.wait(timeout_s)
         daemon = DaemonProcess(proc, found[0] if found else None, log_path, owns_log)
         if not found:
+            code = proc.poll()  # before the kill, whose -9 it would otherwise report
             daemon.kill()
-            what = f"exited with code {proc.returncode}" if proc.returncode is not None else f"was not ready in {timeout_s} s"
+            what = f"exited with code {code}" if code is not None else f"was not ready in {timeout_s} s"
             raise CloudError("start_failed", f"daemon {what}; log {log_path}:\n{daemon.log()[-3000:]}")
         if "--curve-secret" not in args or server_public_key is not None:
             _wait_ping(daemon, deadline, server_public_key, client_keypair)

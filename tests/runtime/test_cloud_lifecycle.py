@@ -180,3 +180,12 @@ def test_a_clean_exit_removes_the_temporary_log_and_a_crash_keeps_it(out):
     d.kill()
     assert Path(d.log_path).exists(), "a crashed daemon's log is kept for its reader"
     Path(d.log_path).unlink()
+
+
+def test_a_daemon_not_ready_in_time_is_killed_and_said_so(out):
+    # The message said "exited with code -9": the daemon's exit code was read after killing it.
+    from partnner_tf.errors import CloudError
+
+    with pytest.raises(CloudError) as info:
+        start_daemon(out, timeout_s=0.2)
+    assert "was not ready in 0.2 s" in str(info.value), str(info.value)[:300]
