@@ -117,17 +117,16 @@ def start_daemon(outs, *, bind="tcp://127.0.0.1:*", args=(), timeout_s=120, serv
         deadline = time.monotonic() + timeout_s
         done.wait(timeout_s)
         daemon = DaemonProcess(proc, found[0] if found else None, log_path, owns_log)
-        if not found:
-            code = proc.poll()  # before the kill, whose -9 it would otherwise report
-            daemon.kill()
+        if not found:  # (the handler below kills a daemon still running)
+            code = proc.poll()
             what = f"exited with code {code}" if code is not None else f"was not ready in {timeout_s} s"
             raise CloudError("start_failed", f"daemon {what}; log {log_path}:\n{daemon.log()[-3000:]}")
         if "--curve-secret" not in args or server_public_key is not None:
             _wait_ping(daemon, deadline, server_public_key, client_keypair)
         return daemon
     except BaseException:
-        # Also when interrupted (Ctrl-C, or SIGTERM's SystemExit) while the models load: the
-        # caller has no handle on the daemon yet, so it must not outlive this call.
+        # A failed start, and also one interrupted (Ctrl-C, or SIGTERM's SystemExit) while the
+        # models load: the caller has no handle on the daemon, so it must not outlive this call.
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -143,7 +142,6 @@ def _wait_ping(daemon, deadline, server_public_key, client_keypair):
                 c.ping(timeout_s=1.0)
                 return
             except CloudTimeout:
-                if not daemon.alive() or time.monotonic() > deadline:
-                    daemon.kill()
+                if not daemon.alive() or time.monotonic() > deadline:  # start_daemon kills it
                     raise CloudError("start_failed", f"daemon at {daemon.endpoint} does not answer ping; "
                                      f"log:\n{daemon.log()[-3000:]}") from None
