@@ -41,10 +41,13 @@ def manifests():
     return out
 
 
-#: The two worlds each selector runs in: (board's slowdown vs the profile, link Mbit/s, link fixed
-#: s). Partitioned: a board 10x slower on a 20 Mbit/s link; edge-only: the profiled edge on a
-#: 1 Mbit/s link, where partnner runs edge-only (and probes the link now and then).
-WORLDS = {"partitioned": (10.0, 20.0, 0.01), "edge-only": (1.0, 1.0, 0.05)}
+#: The worlds each selector runs in: (board's slowdown vs the profile, or the edge-only frame's
+#: seconds when given as a string; link Mbit/s, link fixed s). Partitioned: a board 10x slower
+#: on a 20 Mbit/s link; edge-only: the profiled edge on a 1 Mbit/s link, where partnner runs
+#: edge-only (and probes the link now and then); 4 ms: the same with a board as fast as the
+#: model's edge-only frame takes 4 ms (yolo_tiny on the Raspberry Pi 5), where partnner keeps
+#: its plan over quiet frames (``PLAN_S``).
+WORLDS = {"partitioned": (10.0, 20.0, 0.01), "edge-only": (1.0, 1.0, 0.05), "4 ms": ("0.004", 1.0, 0.05)}
 #: Bytes read between frames (untimed) for the cold figure: an interpreter run leaves the caches
 #: full of its own tensors, not the selector's state.
 COLD_BYTES = 16 * 2**20
@@ -54,7 +57,10 @@ def per_frame_us(manifest, prof, policy, frames, world="partitioned", cold=False
     """Mean wall microseconds of one frame's selector calls, after a warm-up of 100 frames;
     ``cold``: with the caches flushed before each frame."""
     slow, mbps, fixed_s = WORLDS[world]
-    edge_s = np.asarray(prof["edge"]["cut_s"], dtype=np.float64) * slow
+    edge_s = np.asarray(prof["edge"]["cut_s"], dtype=np.float64)
+    if isinstance(slow, str):
+        slow = float(slow) / edge_s[manifest.edge_only]
+    edge_s = edge_s * slow
     cloud_s = np.asarray(prof["cloud"]["cut_s"], dtype=np.float64)
     nbytes = np.array([c.boundary_bytes for c in manifest.cuts], dtype=np.float64)
     options = {"profile": prof} if policy == "neurosurgeon" else {}
@@ -99,25 +105,31 @@ def main(argv=None):
         us = {p: per_frame_us(m, prof, p, args.frames) for p in POLICIES}
         us["partnner edge-only"] = per_frame_us(m, prof, "partnner", args.frames, world="edge-only")
         us["cold"] = per_frame_us(m, prof, "partnner", args.frames, world="edge-only", cold=True)
+        us["4 ms"] = per_frame_us(m, prof, "partnner", args.frames, world="4 ms")
+        us["4 ms cold"] = per_frame_us(m, prof, "partnner", args.frames, world="4 ms", cold=True)
         frame_ms = prof["edge"]["cut_s"][m.edge_only] * 1e3
         rows.append((name, len(m.cuts), us, frame_ms))
         print(f"{name:>24} {len(m.cuts):>4} cuts  " + "  ".join(f"{p} {v:6.1f} us" for p, v in us.items())
               + f"  partnner/edge {us['partnner'] / us['edge']:5.1f}x  cold / the profile's edge-only "
-              f"frame {us['cold'] / (frame_ms * 1e3):.2%}", flush=True)
+              f"frame {us['cold'] / (frame_ms * 1e3):.2%}  4 ms cold / 4 ms {us['4 ms cold'] / 4e3:.2%}", flush=True)
     lines = ["# Selector cost per frame", "",
              f"`.venv/bin/python benchmarks/selector_overhead.py --frames {args.frames}`: microseconds of this "
              "machine's CPU per frame for `choose` + `hedge` + `observe` + `likely_cuts`, in a tight loop. Partitioned "
              "world: a board 10x slower than the profile on a 20 Mbit/s link; edge-only world: the profiled "
              "edge on a 1 Mbit/s link, where partnner runs edge-only and probes the link now and then; cold: the "
              f"same with {COLD_BYTES >> 20} MiB read (untimed) before each frame, as an interpreter run "
-             "leaves the caches.", "",
+             "leaves the caches; 4 ms: the edge-only world on a board where the model's edge-only frame takes "
+             "4 ms (yolo_tiny on the Raspberry Pi 5), where partnner keeps its plan over quiet frames for "
+             "20 ms of them.", "",
              "| manifest | cuts | edge-only selector us | neurosurgeon us | partnner us, partitioned | partnner / edge "
              "selector | partnner us, edge-only world | the same, cold | cold / the model's edge-only frame in its "
-             "profile |", "|---|---|---|---|---|---|---|---|---|"]
+             "profile | partnner us, 4 ms frames | the same, cold | cold / 4 ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, n, us, frame_ms in rows:
         lines.append(f"| {name} | {n} | {us['edge']:.1f} | {us['neurosurgeon']:.1f} | {us['partnner']:.1f} | "
                      f"{us['partnner'] / us['edge']:.0f}x | {us['partnner edge-only']:.1f} | {us['cold']:.1f} | "
-                     f"{us['cold'] / (frame_ms * 1e3):.2%} of {frame_ms:.1f} ms |")
+                     f"{us['cold'] / (frame_ms * 1e3):.2%} of {frame_ms:.1f} ms | {us['4 ms']:.1f} | "
+                     f"{us['4 ms cold']:.1f} | {us['4 ms cold'] / 4e3:.2%} |")
     if not args.no_write:
         out = HERE / "results" / "selector_overhead.md"
         out.write_text("\n".join(lines) + "\n")

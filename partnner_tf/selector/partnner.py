@@ -36,6 +36,11 @@ HEDGE_GAIN_SHARE = 0.03
 START_FADE = 0.93
 #: The budget holds at most this many frames' worth once the start's allowance has faded.
 BUDGET_CAP = 2.0
+#: A plan (the cut to run, nothing to explore) is kept for this much frame time while frames
+#: bring no news: conditions worth another cut do not come and go faster, and planning costs
+#: 50-200 us a frame in Python, 1-5% of a 4 ms model's frame. Frames this long or longer are
+#: planned every time (docs/selector.md, "Keeping a plan over short frames").
+PLAN_S = 0.02
 
 
 def _work(cuts, side, weights):
@@ -113,15 +118,21 @@ class Partnner(Selector):
         self.hedged_at = 0  # the frame edge-only was first known from a hedged run
         self.hedge_slow = 1.0  # a hedged edge-only run's time over a plain one's, as seen
         self._est = None
+        self._lowest = None  # estimates(): the lowest estimate
+        self._likely = (None, None)  # likely_cuts(): (the optimistic estimates, the answer)
         self._terms = (None, None, None)  # _remote_terms: (cloud estimate, link estimate, terms)
         self._far = (None, None, None)  # _far_from_sent: (history, payload sizes in it, answer)
         self._lean = (None, None)  # estimates(): (edge.unobserved(), optimism x it, or None if all 0)
         self._bound_parts = None  # estimates(): what _long_shot needs to bound unobserved cuts
+        self._planned = None  # the cut the last plan ran with nothing to explore, while kept
+        self._plan_s = 0.0  # frame time since that plan
+        self._kept = False  # the next choose() keeps the plan (observe() decides)
 
     # -- estimates ------------------------------------------------------------------------------
 
     def estimates(self):
-        """(estimate, optimistic estimate) of every cut's latency, seconds (once per frame)."""
+        """(estimate, optimistic estimate) of every cut's latency, seconds, as of the last plan
+        (computed once per plan: every frame, except while a plan is kept, see PLAN_S)."""
         if self._est is not None:
             return self._est
         e_rate = self.edge.rate() or 1e-9
@@ -153,6 +164,7 @@ class Partnner(Selector):
             waited = self.frames - self.hedged_at
             opt[self.E] /= min(HEDGE_DOUBT + HEDGE_DOUBT_GROWTH * waited, HEDGE_DOUBT_MAX)
         self._est = (est, np.minimum(opt, est))
+        self._lowest = float(est.min())
         return self._est
 
     def _remote_terms(self, cloud_prior):
@@ -177,6 +189,15 @@ class Partnner(Selector):
     # -- the contract ---------------------------------------------------------------------------
 
     def choose(self):
+        if self._kept:
+            return self.current
+        c = self._plan()
+        # A plan to run the current cut and explore nothing holds while frames bring no news
+        # (observe() says), for up to PLAN_S of frame time.
+        self._planned, self._plan_s = (c if self.exploring is None and c == self.current else None), 0.0
+        return c
+
+    def _plan(self):
         if math.isnan(self.edge.anchor[self.E]):
             return self._first_frames()
         est, opt = self.estimates()
@@ -272,12 +293,12 @@ class Partnner(Selector):
         return self.exploring is not None and self.exploring[0] == cut and self.exploring[2]
 
     def observe(self, obs: Observation):
-        self._est = None
         self.frames += 1
         edge_unknown = math.isnan(self.edge.anchor[self.E])
         c = obs.cut
         if not 0 <= c < len(self.bytes):
             raise PartnnerError(f"observation for cut {c}: model {self.manifest.name!r} has cuts 0..{len(self.bytes) - 1}")
+        first = self.last_seen[c] == 0  # the cut's first frame (edge-only's first plain one)
         self.last_seen[c] = self.frames
         edge_s = obs.edge_s
         if c == self.E and edge_s > 0 and self.edge_only_hedged:
@@ -325,18 +346,20 @@ class Partnner(Selector):
             # of no MACs still has the server's own overhead. The cloud, seen through the same
             # frames, is as stale as the link, and news of it is believed the same way.
             self.cloud.observe(c, obs.cloud_s, trust=news)
+        spent = obs.edge_s + obs.transfer_s + obs.cloud_s
         if self.exploring is not None and self.exploring[0] == c:
-            spent = obs.edge_s + obs.transfer_s + obs.cloud_s
             if obs.timed_out and not obs.edge_only_s:
                 spent += float(self.edge.anchor[self.E] * self.edge.level)  # the edge redid it all
             self.tokens -= max(0.0, spent - self.exploring[1])
         self.exploring = None
         changes = self.edge.changes + self.cloud.changes + self.link.changes
+        self._keep_plan(c, spent, news=first or obs.timed_out or bool(obs.edge_only_s) or changes != self.changes)
         if changes != self.changes:
             # A debt run up exploring (or probing a bad link) bought knowledge of conditions
             # that have just changed: it must not keep the selector from exploring the new ones.
             self.changes, self.tokens = changes, max(self.tokens, 0.0)
-        best = float(self.estimates()[0].min())
+        self.estimates()
+        best = self._lowest
         jumps = self.edge.changes + self.cloud.changes
         if jumps != self.jumps:
             # The board or the cloud changed speed: the best cut may now be one never seen, priced
@@ -350,6 +373,17 @@ class Partnner(Selector):
         # frames later, it would be a burst of explorations nothing asked for.
         cap = max(self.start_budget * START_FADE ** self.frames, BUDGET_CAP)
         self.tokens = min(self.tokens + self.budget * best, cap * best)
+
+    def _keep_plan(self, cut, spent, news):
+        """Whether the next frame keeps the plan: this one ran the planned cut and brought no
+        news (no cut seen for the first time, no timeout, no hedged time, no change, no run of
+        outliers under way), and the plan is younger than PLAN_S of frame time. If not, the
+        estimates are made again from what this frame showed."""
+        self._plan_s += spent
+        self._kept = (cut == self._planned and not news and not self._change_pending()
+                      and self._plan_s < PLAN_S)
+        if not self._kept:
+            self._planned, self._est = None, None
 
     def deadline_s(self, cut):
         """How long to wait for the cloud. Giving up costs a whole edge-only run and cellular
@@ -379,7 +413,10 @@ class Partnner(Selector):
         """Cuts the next frames may ask for (the runtime preloads them)."""
         if math.isnan(self.edge.anchor[self.E]):
             return [self.E]
-        return self.estimates()[1].argsort()[:3].tolist()
+        opt = self.estimates()[1]
+        if self._likely[0] is not opt:
+            self._likely = (opt, opt.argsort()[:3].tolist())
+        return self._likely[1]
 
     # -- helpers --------------------------------------------------------------------------------
 

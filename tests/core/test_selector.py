@@ -657,3 +657,39 @@ def test_a_hedged_edge_only_run_far_below_its_price_caps_it():
         e, n, k = (float(v[0]) for v in w.components(0.0, [c]))
         sel.observe(Observation(cut=c, edge_s=e, transfer_s=n, cloud_s=k))
     assert np.mean([x[c] for c in ran]) < 1.05 * x[3], ran
+
+
+def _plans(sel, frames, edge_s, rng, slow_at=None):
+    """Run ``frames`` frames on a link too slow to use (edge-only is best); the frames at which
+    the selector planned (not kept its plan). From ``slow_at`` on the board is 3x slower."""
+    planned = []
+    plan = sel._plan
+    sel._plan = lambda: (planned.append(sel.frames), plan())[1]
+    E = sel.manifest.edge_only
+    for i in range(frames):
+        c = sel.choose()
+        slow = 3.0 if slow_at is not None and i >= slow_at else 1.0
+        e = edge_s * slow * float(rng.uniform(0.97, 1.03))
+        sel.observe(Observation(cut=c, edge_s=e) if c == E else
+                    Observation(cut=c, edge_s=0.5 * e, transfer_s=2.0, cloud_s=0.001))
+    return planned
+
+
+def test_a_plan_is_kept_over_short_quiet_frames_and_made_again_at_news():
+    """A 1 ms model, where planning every frame would cost several percent of each: a plan
+    holds for PLAN_S of quiet frames; a frame that brings news (here the board 3x slower) has
+    the next one planned; frames of PLAN_S or more are all planned."""
+    from partnner_tf.selector.partnner import PLAN_S
+
+    m = synthetic_manifest(6, seed=1)
+    sel = make_selector("partnner", m)
+    rng = np.random.default_rng(0)
+    _plans(sel, 200, 0.001, rng)
+    quiet = _plans(sel, 400, 0.001, rng)
+    # One plan per PLAN_S of frames, and one more after each link probe (a frame at another cut).
+    assert 400 * 0.001 / PLAN_S <= len(quiet) <= 3 * 400 * 0.001 / PLAN_S, quiet
+    n = sel.frames
+    slowed = _plans(sel, 10, 0.001, rng, slow_at=5)
+    assert {n + 6, n + 7} <= set(slowed), (n, slowed)  # the outliers: planned again at once
+    sel = make_selector("partnner", m)
+    assert len(_plans(sel, 100, 1.05 * PLAN_S, rng)) == 100
