@@ -147,6 +147,7 @@ class EdgeRuntime:
         self._count = 0
         self.stats = {"frames": 0, "fallbacks": 0, "swaps": 0, "deferred": 0, "hedged": 0}
         self._hedge_pool = self._hedged = self._news = None
+        self._asked = None  # _prefetch: (cut, hints) it last asked the cache for
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -400,9 +401,12 @@ class EdgeRuntime:
         A fixed cut needs none (its fallback runs edge-only, which is always loaded)."""
         if not getattr(self.selector, "adaptive", True):
             return
-        r = self.options["prefetch_radius"]
         likely = getattr(self.selector, "likely_cuts", None)
         hinted = list(likely()) if likely is not None else []
+        if (cut, hinted) == self._asked:  # asked last frame: loaded or queued since (most frames)
+            return
+        self._asked = (cut, hinted)
+        r = self.options["prefetch_radius"]
         near = sorted(range(max(0, cut - r), min(len(self.manifest.cuts), cut + r + 1)), key=lambda c: abs(c - cut))
         self.cache.prefetch([c for c in hinted + near if c in self.files])
 
