@@ -294,6 +294,14 @@ class CostCurve:
         low = min(recent)
         self._low[cut] = low if len(recent) < HISTORY and max(recent) > FAR * low else np.inf
 
+    def usual(self, cut):
+        """(lowest, highest) cost ``cut`` has shown in its last HISTORY costs, at the level now;
+        None before it has that many. A cost in it is noise the cut is known to have."""
+        recent = self._recent[cut]
+        if len(recent) < HISTORY:
+            return None
+        return min(recent) * self.level, max(recent) * self.level
+
     def lowest_seen(self):
         """Per cut seen fewer than HISTORY times whose costs spread over more than FAR, the
         lowest it has shown at the level now; inf for the others. A young cut's mean can hold one

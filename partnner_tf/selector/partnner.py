@@ -127,6 +127,9 @@ class Partnner(Selector):
         self._planned = None  # the cut the last plan ran with nothing to explore, while kept
         self._plan_s = 0.0  # frame time since that plan
         self._kept = False  # the next choose() keeps the plan (observe() decides)
+        self._expect = None  # what the plan expects of its cut (_parts)
+        self._held = []  # the kept plan's frames not observed yet (_take_held)
+        self._held_s = 0.0  # their frame time
 
     # -- estimates ------------------------------------------------------------------------------
 
@@ -189,13 +192,35 @@ class Partnner(Selector):
     # -- the contract ---------------------------------------------------------------------------
 
     def choose(self):
+        if not self._kept:
+            self._take_held()  # (observed one by one, they leave the plan kept or not, as here)
         if self._kept:
             return self.current
         c = self._plan()
         # A plan to run the current cut and explore nothing holds while frames bring no news
         # (observe() says), for up to PLAN_S of frame time.
         self._planned, self._plan_s = (c if self.exploring is None and c == self.current else None), 0.0
+        if self._planned is not None:
+            self._expect = self._parts(c)
         return c
+
+    def _parts(self, cut):
+        """What a frame at ``cut`` may cost and bring no news, per part (edge, transfer, cloud):
+        a (low, high) range around the estimate, widened to what the cut has shown lately (a
+        cost there is no outlier; a throttled board runs a prefix at one of two speeds); nan
+        for a part never seen."""
+        def around(curve):
+            x = float(curve.anchor[cut] * curve.level)
+            low, high = x / BAND, x * BAND
+            usual = curve.usual(cut)
+            return (min(low, usual[0]), max(high, usual[1])) if usual else (low, high)
+
+        none = (0.0, 0.0)
+        edge = none if cut == self.edge.zero_at else around(self.edge)
+        if self.is_edge[cut]:
+            return edge, none, none
+        wire = float(self.link.predict(self.bytes[cut]))
+        return edge, (wire / BAND, wire * BAND), around(self.cloud)
 
     def _plan(self):
         if math.isnan(self.edge.anchor[self.E]):
@@ -293,6 +318,39 @@ class Partnner(Selector):
         return self.exploring is not None and self.exploring[0] == cut and self.exploring[2]
 
     def observe(self, obs: Observation):
+        # A frame of a kept plan that is as expected is held, not observed: held frames are
+        # observed in a batch, in order, when the plan ends. The estimators learn the same, and
+        # for less: each frame's interpreter run leaves the caches cold, and observing a frame
+        # in the edge runtime cost 3-5x what it does in a loop.
+        if self._kept and self._quiet(obs):
+            self._held.append(obs)
+            self._held_s += obs.edge_s + obs.transfer_s + obs.cloud_s
+            self._kept = self._plan_s + self._held_s < PLAN_S
+            return
+        self._take_held()
+        self._observe(obs)
+
+    def _quiet(self, obs):
+        """Whether a frame of the kept plan can be held: it ran the planned cut, seen before,
+        nothing timed out, no hedged time came with it, and each of its costs is in the range
+        the plan expected (_parts): no outlier, so no estimator could have seen a change in it,
+        news that would end the plan."""
+        c = obs.cut
+        if c != self._planned or obs.timed_out or obs.edge_only_s or self.last_seen[c] == 0:
+            return False
+        for seen, (low, high) in zip((obs.edge_s, obs.transfer_s, obs.cloud_s), self._expect):
+            if not low <= seen <= high:
+                return False
+        return True
+
+    def _take_held(self):
+        """Observe the held frames, in order, as if each had come alone (see _quiet)."""
+        if self._held:
+            held, self._held, self._held_s = self._held, [], 0.0
+            for obs in held:
+                self._observe(obs)
+
+    def _observe(self, obs):
         self.frames += 1
         edge_unknown = math.isnan(self.edge.anchor[self.E])
         c = obs.cut

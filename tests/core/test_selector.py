@@ -660,11 +660,12 @@ def test_a_hedged_edge_only_run_far_below_its_price_caps_it():
 
 
 def _plans(sel, frames, edge_s, rng, slow_at=None):
-    """Run ``frames`` frames on a link too slow to use (edge-only is best); the frames at which
-    the selector planned (not kept its plan). From ``slow_at`` on the board is 3x slower."""
-    planned = []
+    """Run ``frames`` frames on a link too slow to use (edge-only is best); the frames (0 the
+    first) at which the selector planned, not kept its plan. From ``slow_at`` on the board is 3x
+    slower."""
+    planned, i = [], 0
     plan = sel._plan
-    sel._plan = lambda: (planned.append(sel.frames), plan())[1]
+    sel._plan = lambda: (planned.append(i), plan())[1]
     E = sel.manifest.edge_only
     for i in range(frames):
         c = sel.choose()
@@ -672,6 +673,7 @@ def _plans(sel, frames, edge_s, rng, slow_at=None):
         e = edge_s * slow * float(rng.uniform(0.97, 1.03))
         sel.observe(Observation(cut=c, edge_s=e) if c == E else
                     Observation(cut=c, edge_s=0.5 * e, transfer_s=2.0, cloud_s=0.001))
+    sel._plan = plan
     return planned
 
 
@@ -688,8 +690,37 @@ def test_a_plan_is_kept_over_short_quiet_frames_and_made_again_at_news():
     quiet = _plans(sel, 400, 0.001, rng)
     # One plan per PLAN_S of frames, and one more after each link probe (a frame at another cut).
     assert 400 * 0.001 / PLAN_S <= len(quiet) <= 3 * 400 * 0.001 / PLAN_S, quiet
-    n = sel.frames
     slowed = _plans(sel, 10, 0.001, rng, slow_at=5)
-    assert {n + 6, n + 7} <= set(slowed), (n, slowed)  # the outliers: planned again at once
+    assert {6, 7} <= set(slowed), slowed  # after the outliers at 5 and 6: planned again at once
     sel = make_selector("partnner", m)
     assert len(_plans(sel, 100, 1.05 * PLAN_S, rng)) == 100
+
+
+def test_held_frames_teach_what_frames_observed_one_by_one_do():
+    """The frames of a kept plan whose costs are as expected are held and observed together when
+    the plan ends: the estimators end where observing each frame as it came leaves them, and
+    a frame that is not as expected is observed at once, after those held before it."""
+    m = synthetic_manifest(6, seed=1)
+    held, alone = make_selector("partnner", m), make_selector("partnner", m)
+    alone._quiet = lambda obs: False
+    rng = np.random.default_rng(4)
+    most = 0
+    for i in range(300):
+        slow = 1.5 if i == 250 else 1.0  # an outlier: observed at once
+        e = 0.001 * slow * float(rng.uniform(0.97, 1.03))
+        cuts = [sel.choose() for sel in (held, alone)]
+        assert cuts[0] == cuts[1], i
+        for sel in (held, alone):
+            c = cuts[0]
+            sel.observe(Observation(cut=c, edge_s=e) if c == m.edge_only else
+                        Observation(cut=c, edge_s=0.5 * e, transfer_s=2.0, cloud_s=0.001))
+        most = max(most, len(held._held))
+        if i == 250:
+            assert not held._held
+    assert most >= 5  # frames were held
+    for sel in (held, alone):  # one frame not as expected: those held are observed first
+        sel.observe(Observation(cut=m.edge_only, edge_s=0.002))
+    assert not held._held and held.frames == alone.frames == 301
+    for attr in ("anchor", "count"):
+        np.testing.assert_array_equal(getattr(held.edge, attr), getattr(alone.edge, attr))
+    assert (held.edge.level, held.tokens, held.link.since) == (alone.edge.level, alone.tokens, alone.link.since)
