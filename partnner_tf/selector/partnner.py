@@ -193,7 +193,9 @@ class Partnner(Selector):
 
     def choose(self):
         if not self._kept:
-            self._take_held()  # (observed one by one, they leave the plan kept or not, as here)
+            # The held frames, observed now one by one, say whether the plan is still kept, as
+            # they would have frame by frame (their time, summed in another order, can differ).
+            self._take_held()
         if self._kept:
             return self.current
         c = self._plan()
