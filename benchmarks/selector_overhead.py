@@ -41,13 +41,14 @@ def manifests():
     return out
 
 
-#: The worlds each selector runs in: (board's slowdown vs the profile, or the edge-only frame's
-#: seconds when given as a string; link Mbit/s, link fixed s). Partitioned: a board 10x slower
-#: on a 20 Mbit/s link; edge-only: the profiled edge on a 1 Mbit/s link, where partnner runs
-#: edge-only (and probes the link now and then); 4 ms: the same with a board as fast as the
-#: model's edge-only frame takes 4 ms (yolo_tiny on the Raspberry Pi 5), where partnner keeps
-#: its plan over quiet frames (``PLAN_S``).
-WORLDS = {"partitioned": (10.0, 20.0, 0.01), "edge-only": (1.0, 1.0, 0.05), "4 ms": ("0.004", 1.0, 0.05)}
+#: The worlds each selector runs in: (board's slowdown vs the profile, or None to scale the board
+#: so that the model's edge-only frame takes the given seconds; those seconds or None; link
+#: Mbit/s, link fixed s). Partitioned: a board 10x slower on a 20 Mbit/s link; edge-only: the
+#: profiled edge on a 1 Mbit/s link, where partnner runs edge-only (and probes the link now and
+#: then); 4 ms: the same with a board as fast as the model's edge-only frame takes 4 ms
+#: (yolo_tiny on the Raspberry Pi 5), where partnner keeps its plan over quiet frames (``PLAN_S``).
+WORLDS = {"partitioned": (10.0, None, 20.0, 0.01), "edge-only": (1.0, None, 1.0, 0.05),
+          "4 ms": (None, 0.004, 1.0, 0.05)}
 #: Bytes read between frames (untimed) for the cold figure: an interpreter run leaves the caches
 #: full of its own tensors, not the selector's state.
 COLD_BYTES = 16 * 2**20
@@ -56,11 +57,9 @@ COLD_BYTES = 16 * 2**20
 def per_frame_us(manifest, prof, policy, frames, world="partitioned", cold=False, seed=0):
     """Mean wall microseconds of one frame's selector calls, after a warm-up of 100 frames;
     ``cold``: with the caches flushed before each frame."""
-    slow, mbps, fixed_s = WORLDS[world]
+    slow, frame_s, mbps, fixed_s = WORLDS[world]
     edge_s = np.asarray(prof["edge"]["cut_s"], dtype=np.float64)
-    if isinstance(slow, str):
-        slow = float(slow) / edge_s[manifest.edge_only]
-    edge_s = edge_s * slow
+    edge_s = edge_s * (slow if frame_s is None else frame_s / edge_s[manifest.edge_only])
     cloud_s = np.asarray(prof["cloud"]["cut_s"], dtype=np.float64)
     nbytes = np.array([c.boundary_bytes for c in manifest.cuts], dtype=np.float64)
     options = {"profile": prof} if policy == "neurosurgeon" else {}
