@@ -28,8 +28,9 @@ def run_demo(out_dir, frames=100000, board="rpi3b", input_shape="224,224,3", dur
     out_dir.mkdir(parents=True, exist_ok=True)
     cap = detect()
     emu = emulation_for(board)
-    if board_mode == "dilate":
-        echo(f"board {board}: {emu['cpus']} core(s), every prefix run stretched {1 / emu['quota']:.1f}x")
+    if board_mode in ("dilate", "dilate-all"):
+        what = "every prefix run" if board_mode == "dilate" else "every prefix run and the frame's other work"
+        echo(f"board {board}: {emu['cpus']} core(s), {what} stretched {1 / emu['quota']:.1f}x")
     else:
         echo(f"board {board}: {emu['cpus']} core(s) at {emu['quota']:.3f} of a core each"
              + ("" if cap.can_cap else f" -- NOT emulated: {cap.reason}"))

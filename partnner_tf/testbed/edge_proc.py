@@ -11,7 +11,9 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -30,26 +32,77 @@ def _join_cgroup(path, cpus):
                 pass  # a thread that just exited
 
 
-def _dilate(factor):
-    """Make every prefix run ``factor`` times as long as it takes here, like a slower CPU would:
-    the real interpreter runs, then the process sleeps for the difference.
+class Dilation:
+    """Make this process as slow as a board ``factor`` times slower than this host: every prefix
+    run takes ``factor`` times as long as it does here (the real interpreter runs, then the
+    process sleeps for the difference). With ``frame_work``, so does the rest of each frame's work
+    in the frame thread (the runtime around the interpreter and the selector, which a board runs
+    as slowly as it runs the model, or about: its Python may be less far behind this host's than
+    its neural-network kernels are), slept after the frame and added to its latency.
 
-    The run's length is the calling thread's CPU time (it works in the interpreter's thread pool
-    throughout), not wall time: on this shared host the cloud daemon and its load compete for the
-    same cores, and a board's CPU does not slow down when the cloud gets busy.
+    Lengths are the thread's CPU time, not wall time: on this shared host the cloud daemon and
+    its load compete for the same cores, and a board's CPU does not slow down when the cloud
+    gets busy. A sleep here overshoots (0.12-0.2 ms at the median on this KVM guest) and costs
+    the thread 50-90 us of CPU time: the overshoot is carried over as credit, so that the mean
+    is right, and the sleep's own CPU time is not charged as the frame's work.
     """
-    from partnner_tf.runtime.interpreter import Prefix
 
-    run = Prefix.run
+    #: The frame work owed is slept once it reaches this.
+    MIN_SLEEP_S = 2e-4
 
-    def slow_run(self, inputs):
+    def __init__(self, factor, frame_work=False):
+        from partnner_tf.runtime.interpreter import Prefix
+
+        self.factor = float(factor)
+        self.frame_work = frame_work
+        self.owed_s = 0.0  # frame work owed (negative: a sleep's overshoot, lent to the next)
+        self._main = threading.get_ident()
+        self._not_work = 0.0  # the frame thread's CPU time in prefix runs and sleeps
+        self._owed = threading.local()  # each thread's prefix runs' account
+        self._run = run = Prefix.run
+
+        def slow_run(prefix, inputs):
+            t, c = time.perf_counter(), time.thread_time()
+            out = run(prefix, inputs)
+            wall, cpu = time.perf_counter() - t, time.thread_time() - c
+            owed = getattr(self._owed, "s", 0.0) + self.factor * min(cpu, wall) - wall
+            slept, sleep_cpu = self._sleep(owed)
+            self._owed.s = owed - slept
+            if threading.get_ident() == self._main:
+                self._not_work += cpu + sleep_cpu
+            return out
+
+        Prefix.run = slow_run
+
+    @staticmethod
+    def _sleep(seconds):
+        """Sleep ``seconds`` if positive; returns (wall time slept, CPU time the sleep took)."""
+        if seconds <= 0:
+            return 0.0, 0.0
         t, c = time.perf_counter(), time.thread_time()
-        out = run(self, inputs)
-        wall, cpu = time.perf_counter() - t, time.thread_time() - c
-        time.sleep(max(factor * min(cpu, wall) - wall, 0.0))
-        return out
+        time.sleep(seconds)
+        return time.perf_counter() - t, time.thread_time() - c
 
-    Prefix.run = slow_run
+    def close(self):
+        """Let prefix runs take their own time again."""
+        from partnner_tf.runtime.interpreter import Prefix
+
+        Prefix.run = self._run
+
+    def frame(self, infer, x):
+        """``infer(x)``, with the frame thread's work outside prefix runs stretched too if asked."""
+        if not self.frame_work:
+            return infer(x)
+        c, n = time.thread_time(), self._not_work
+        result = infer(x)
+        work = time.thread_time() - c - (self._not_work - n)
+        self.owed_s += (self.factor - 1.0) * max(work, 0.0)
+        if self.owed_s < self.MIN_SLEEP_S:
+            return result
+        slept, sleep_cpu = self._sleep(self.owed_s)
+        self.owed_s -= slept
+        self._not_work += sleep_cpu
+        return replace(result, total_s=result.total_s + slept)
 
 
 #: Runs of each preloaded prefix before the clock starts.
@@ -90,6 +143,7 @@ def main(argv=None):
     p.add_argument("--cgroup", default="")
     p.add_argument("--cpus", type=int, default=0)
     p.add_argument("--slowdown", type=float, default=1.0, help="stretch every prefix run this many times")
+    p.add_argument("--stretch-frame-work", action="store_true", help="... and the rest of each frame's work too")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration-s", type=float, default=0.0, help="stop after this long (0: run every frame)")
     a = p.parse_args(argv)
@@ -107,11 +161,10 @@ def main(argv=None):
     frames = [rng.random(shape).astype(spec.dtype) for _ in range(4)]
     _preload(runtime, a.policy)
     _join_cgroup(a.cgroup, a.cpus)
-    if a.slowdown > 1.0:
-        _dilate(a.slowdown)
+    dilation = Dilation(a.slowdown, frame_work=a.stretch_frame_work) if a.slowdown > 1.0 else None
     print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
     with runtime, open(a.log, "w", encoding="utf-8") as log:
-        return _serve(runtime, frames, a, log)
+        return _serve(runtime, frames, a, log, dilation)
 
 
 #: A turn goes on this long past its budget while the cloud link is down (see _turn_goes_on).
@@ -129,7 +182,7 @@ def _turn_goes_on(runtime, ran, limit, elapsed_s, budget_s):
     return down and elapsed_s < budget_s + PROBE_WAIT_S
 
 
-def _serve(runtime, frames, a, log):
+def _serve(runtime, frames, a, log, dilation=None):
     """Run frames as stdin says: "go" runs them all; "step K S" runs up to K frames or S seconds
     (longer while the cloud link is down), waits for any work still running beside them, and
     answers ``{"ran": n, "done": bool}``.
@@ -153,7 +206,8 @@ def _serve(runtime, frames, a, log):
             if a.duration_s and active + time.monotonic() - t0 > a.duration_s:
                 done = a.frames
                 break
-            r = runtime.infer(frames[done % len(frames)])
+            x = frames[done % len(frames)]
+            r = dilation.frame(runtime.infer, x) if dilation else runtime.infer(x)
             d = r.to_dict()
             d["wall"] = active + time.monotonic() - t0
             log.write(json.dumps(d) + "\n")

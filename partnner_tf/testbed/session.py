@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 #: slow boards, and within a period a short prefix runs at full host speed while a long one is
 #: throttled: MobileNetV2's block_6 prefix measured 2 ms or 107 ms on one "rpi3b", a bimodal
 #: board no real Pi is.
-BOARD_MODES = ("dilate", "cgroup")
+#: "dilate-all": the rest of each frame's work in the edge process (the runtime's and the
+#: selector's Python) is stretched as well, as a board would run it; see docs/testbed.md.
+BOARD_MODES = ("dilate", "dilate-all", "cgroup")
 #: A turn: this many frames, or this many seconds, whichever ends first.
 TURN_FRAMES = 4
 TURN_S = 0.5
@@ -161,8 +163,10 @@ def edge_command(out, policy, cloud, *, frames, log_path, threads, emulation, pr
                            "--frames", frames, "--log", log_path, "--threads", threads)
     if profile:
         cmd += ["--profile", str(profile)]
-    if board_mode == "dilate":
+    if board_mode in ("dilate", "dilate-all"):
         cmd += ["--slowdown", str(1.0 / emulation_for(emulation)["quota"])]
+    if board_mode == "dilate-all":
+        cmd += ["--stretch-frame-work"]
     budget_mb = board_budget_mb(emulation)
     if budget_mb:
         cmd += ["--budget-mb", str(budget_mb)]

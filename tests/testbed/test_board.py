@@ -4,6 +4,7 @@ import os
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from partnner_tf.errors import PartnnerError, UnknownBoardError
@@ -68,3 +69,65 @@ def test_an_emulated_board_gets_its_own_prefix_cache_budget():
     assert budget({"cpus": 1, "quota": 0.5}) is None  # unknown memory: the runtime's default
     cmd = [str(x) for x in edge_command("OUT", "edge", "none", frames=5, log_path="log", threads=1, emulation="rpi4")]
     assert cmd[cmd.index("--slowdown") + 1] == str(1.0 / board.emulation_for("rpi4")["quota"])
+    assert "--stretch-frame-work" not in cmd
+    cmd = [str(x) for x in edge_command("OUT", "edge", "none", frames=5, log_path="log", threads=1, emulation="rpi4",
+                                        board_mode="dilate-all")]
+    assert "--slowdown" in cmd and "--stretch-frame-work" in cmd
+
+
+def test_dilation_stretches_prefix_runs_and_the_rest_of_each_frame(converted_tiny):
+    # Dilated, a board ran only its prefixes slowly: the runtime's and the selector's own Python
+    # ran at this host's speed, several times faster than the board would run it. With
+    # frame_work ("dilate-all"), a frame's other work is owed (factor - 1) times over too, slept
+    # after the frame and added to its latency; prefix runs, stretched where they ran, are not
+    # charged again.
+    from partnner_tf.runtime.edge import EdgeRuntime
+    from partnner_tf.runtime.interpreter import Prefix
+    from partnner_tf.testbed.edge_proc import Dilation
+
+    factor, burn_s = 4.0, 0.002
+    rt = EdgeRuntime(converted_tiny("chain"), cloud=None, selector="edge", threads=1)
+    spec = rt.manifest.input
+    x = np.zeros(tuple(int(d) for d in spec.shape), dtype=spec.dtype)
+    inner = []
+
+    def infer(frame):  # the runtime's frame plus 2 ms of Python, as a selector's plan would add
+        c = time.thread_time()
+        while time.thread_time() - c < burn_s:
+            pass
+        inner.append(rt.infer(frame))
+        return inner[-1]
+
+    plain = [rt.infer(x).edge_s for _ in range(9)]
+    dilation = Dilation(factor, frame_work=True)
+    cpu = 0.0
+    try:
+        assert Prefix.run is not dilation._run
+        results = []
+        for _ in range(20):
+            c = time.thread_time()
+            results.append(dilation.frame(infer, x))
+            cpu += time.thread_time() - c
+    finally:
+        dilation.close()
+        rt.close()
+    assert Prefix.run is dilation._run
+    slept = sum(r.total_s - i.total_s for r, i in zip(results, inner))
+    # Owed: the frame thread's CPU outside prefix runs, (factor - 1) times; slept, all of it but
+    # what is still owed (or lent: a sleep overshoots). The prefix runs' CPU is not in it.
+    assert dilation._not_work > 0
+    owed = (factor - 1) * (cpu - dilation._not_work)
+    assert owed > (factor - 1) * 20 * burn_s
+    assert slept + dilation.owed_s == pytest.approx(owed, rel=0.05)
+    assert all(r.total_s >= i.total_s for r, i in zip(results, inner))
+    # The prefix runs themselves took longer than undilated ones.
+    assert np.median([r.edge_s for r in results]) > 2 * np.median(plain)
+    # Without frame_work only the prefix runs are stretched.
+    only = Dilation(factor)
+    try:
+        rt = EdgeRuntime(converted_tiny("chain"), cloud=None, selector="edge", threads=1)
+        r = only.frame(rt.infer, x)
+        rt.close()
+    finally:
+        only.close()
+    assert only.owed_s == 0.0 and r.total_s < 5 * r.edge_s + 0.05
