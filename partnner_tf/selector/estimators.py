@@ -406,12 +406,14 @@ class CostCurve:
 
     def doubt(self):
         """Per cut, how much cheaper it may be than estimated because it has not been seen since
-        the level last went up: the jump was read off other cuts, and a board's bimodal noise
-        can fake one (1.0 for cuts seen since; None when no cut is in doubt, as after a fall)."""
+        the level last went up: the jump was read off other cuts, or off a run of this one's
+        that a board's noise can fake (two edge-only frames of 95 ms among 70s on a dilated Pi
+        3B, and partnner left edge-only for a 96 ms cut for good). 1.0 for cuts seen since;
+        None when no cut is in doubt, as after a fall."""
         t, before = self.jumped
         if before >= self.level:
             return None
-        return np.where((self.seen >= 0) & (self.seen < t), self.level / before, 1.0)
+        return np.where((self.seen >= 0) & (self.seen <= t), self.level / before, 1.0)
 
     def unobserved(self):
         """1.0 for each cut not observed yet, else 0.0 (per set of known cuts)."""
