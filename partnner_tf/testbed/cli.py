@@ -29,6 +29,13 @@ def ensure_converted(model, input_shape, dest, progress=click.echo):
     return dest
 
 
+#: How the edge process is made as slow as its board (bench and demo alike).
+board_mode_option = click.option(
+    "--board-mode", type=click.Choice(["dilate", "dilate-all", "cgroup"]), default="dilate", show_default=True,
+    help="dilate: each prefix run stretched to the board's speed (no root); dilate-all: the rest of each "
+         "frame's work in the edge process too; cgroup: a CFS CPU quota (root).")
+
+
 @click.command()
 @click.option("--model", "models", multiple=True, required=True,
               help="A converted folder, or keras.applications.NAME (converted into OUT/models). Repeatable.")
@@ -45,9 +52,7 @@ def ensure_converted(model, input_shape, dest, progress=click.echo):
               help="Stop each run after this many seconds (0: run every frame).")
 @click.option("--link-mode", type=click.Choice(["relay", "tc"]), default="relay", show_default=True,
               help="relay: user-space trace relay (no root); tc: namespace + veth shaped by tbf (root).")
-@click.option("--board-mode", type=click.Choice(["dilate", "dilate-all", "cgroup"]), default="dilate",
-              show_default=True, help="dilate: each prefix run stretched to the board's speed (no root); dilate-all: "
-              "the rest of each frame's work in the edge process too; cgroup: a CFS CPU quota (root).")
+@board_mode_option
 @click.option("--turns/--one-by-one", default=True, show_default=True,
               help="Run a cell's policies side by side, a few frames each in turn, so the host's speed drift "
                    "falls on all alike (relay links without --load), or one after the other.")
@@ -80,9 +85,7 @@ def bench(models, input_shape, boards, links, policies, frames, load, fixed_top,
               help="A keras.applications name, a model file, or a converted folder.")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=5), default=48.0, show_default=True,
               help="Seconds per policy run (the link and load schedules span 48 s).")
-@click.option("--board-mode", type=click.Choice(["dilate", "dilate-all", "cgroup"]), default="dilate",
-              show_default=True, help="dilate: each prefix run stretched to the board's speed (no root); dilate-all: "
-              "the rest of each frame's work in the edge process too; cgroup: a CFS CPU quota (root).")
+@board_mode_option
 def demo(out_dir, frames, board, input_shape, model, duration_s, board_mode):
     """MobileNetV2 over an emulated LTE link that drops and recovers, a cloud whose load steps: watch the cut move."""
     from partnner_tf.testbed.demo import run_demo

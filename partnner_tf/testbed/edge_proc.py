@@ -58,16 +58,16 @@ class Dilation:
         self.owed_s = 0.0  # frame work owed (negative: a sleep's overshoot, lent to the next)
         self._main = threading.get_ident()
         self._not_work = 0.0  # the frame thread's CPU time in prefix runs and sleeps
-        self._owed = threading.local()  # each thread's prefix runs' account
+        self._prefix_owed = threading.local()  # each thread's prefix runs' account
         self._run = run = Prefix.run
 
         def slow_run(prefix, inputs):
             t, c = time.perf_counter(), time.thread_time()
             out = run(prefix, inputs)
             wall, cpu = time.perf_counter() - t, time.thread_time() - c
-            owed = getattr(self._owed, "s", 0.0) + self.factor * min(cpu, wall) - wall
+            owed = getattr(self._prefix_owed, "s", 0.0) + self.factor * min(cpu, wall) - wall
             slept, sleep_cpu = self._sleep(owed)
-            self._owed.s = owed - slept
+            self._prefix_owed.s = owed - slept
             if threading.get_ident() == self._main:
                 self._not_work += cpu + sleep_cpu
             return out

@@ -12,7 +12,7 @@ from partnner_tf.traces import traces_dir
 #: lets the Pi 3B's ~70 ms frames reach 150: at 4 s its runs stopped at 54-57 frames, where the
 #: hedged first frame, an exploration and a probe (~0.15 s) alone are 4% of the 5% goal; at 100
 #: frames MobileNetV2 / Pi 3B / LTE ran 1.00-1.08x edge-only (six runs on 2026-11-28, the
-#: hedged probes of a link that stays bad ~3% of it), and missed twice in a row in two CI runs.
+#: hedged probes of a link that stays bad ~2% of it), and missed twice in a row in two CI runs.
 FRAMES = 150
 MAX_RUN_S = 11.5
 
