@@ -57,7 +57,7 @@ class LinkEstimator:
         estimate (first sight, ``trust``, or a link unseen for STALE frames)."""
         nbytes = max(float(nbytes), 1.0)
         transfer_s = max(float(transfer_s), 1e-5)
-        ratio = transfer_s / float(self.predict(nbytes))
+        ratio = transfer_s / (self.rtt + nbytes * self.s_per_byte)
         # First sight, a probe, or news of a link unseen for a while: the per-byte estimate
         # describes a link that may be gone, so this transfer replaces it (a recovered link is
         # noticed on its first transfer). The rtt fit keeps its history: propagation persists.
@@ -101,15 +101,16 @@ class LinkEstimator:
         self.since = 0
 
     def _fit_rtt(self):
-        h = np.array(self.history)
-        b, t = h[:, 0], h[:, 1]
-        recent = b[-FIT_RECENT:]
+        history = self.history
+        recent = [b for b, _ in history[-FIT_RECENT:]]
         # Only payloads of different sizes sent lately tell the split: when the policy has
         # settled on one cut, the sizes in the window are old, maybe from another link (a step
         # of bandwidth), and a line through them and today's transfers puts the rtt anywhere.
-        if len(h) >= 3 and recent.max() > 1.5 * recent.min():
+        if len(history) >= 3 and max(recent) > 1.5 * min(recent):
             # t = rtt + b * s_per_byte by weighted least squares (relative errors, the latest
             # weighing most), solved in closed form: it runs on every transfer.
+            h = np.array(history)
+            b, t = h[:, 0], h[:, 1]
             w = self._forget[-len(h):] / t ** 2
             s0, s1, s2 = w.sum(), (w * b).sum(), (w * b * b).sum()
             t0, t1 = (w * t).sum(), (w * b * t).sum()
@@ -120,7 +121,7 @@ class LinkEstimator:
             if rtt >= 0 and spb > 0:
                 self.rtt = 0.7 * self.rtt + 0.3 * float(rtt)
         # The fixed part can never exceed the fastest transfer seen lately.
-        self.rtt = min(self.rtt, float(t.min()))
+        self.rtt = min(self.rtt, min(t for _, t in history))
 
 
 class CostCurve:
