@@ -47,7 +47,8 @@ class LinkEstimator:
         self.since = 0  # frames since the link was last observed
 
     def predict(self, nbytes):
-        return self.rtt + np.asarray(nbytes, dtype=np.float64) * self.s_per_byte
+        """Transfer seconds of ``nbytes`` (a number or a numpy array of them)."""
+        return self.rtt + nbytes * self.s_per_byte
 
     def tick(self):
         self.since += 1
@@ -57,7 +58,7 @@ class LinkEstimator:
         estimate (first sight, ``trust``, or a link unseen for STALE frames)."""
         nbytes = max(float(nbytes), 1.0)
         transfer_s = max(float(transfer_s), 1e-5)
-        ratio = transfer_s / (self.rtt + nbytes * self.s_per_byte)
+        ratio = transfer_s / self.predict(nbytes)
         # First sight, a probe, or news of a link unseen for a while: the per-byte estimate
         # describes a link that may be gone, so this transfer replaces it (a recovered link is
         # noticed on its first transfer). The rtt fit keeps its history: propagation persists.
