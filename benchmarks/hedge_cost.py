@@ -48,7 +48,7 @@ def worker(out, endpoint, board, mode, rounds, variant):
     from partnner_tf.manifest import load_manifest
     from partnner_tf.runtime.edge import EdgeRuntime
     from partnner_tf.selector import Selector
-    from partnner_tf.testbed.board import emulation_for
+    from partnner_tf.testbed.board import dilation, emulation_for
     from partnner_tf.testbed.edge_proc import _dilate, _preload
 
     m = load_manifest(out)
@@ -81,13 +81,14 @@ def worker(out, endpoint, board, mode, rounds, variant):
 
     emu = emulation_for(board)
     sel = Hedger(m)
-    rt = EdgeRuntime(out, cloud=endpoint, selector=sel, threads=emu["cpus"])
+    threads, slowdown = dilation(emu) if mode == "dilate" else (emu["cpus"], 1.0)
+    rt = EdgeRuntime(out, cloud=endpoint, selector=sel, threads=threads)
     try:
         _preload(rt, "partnner")
         print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
         sys.stdin.readline()  # "go": the orchestrator has capped this process
-        if mode == "dilate":
-            _dilate(1.0 / emu["quota"])
+        if slowdown > 1.0:
+            _dilate(slowdown)
         x = np.random.default_rng(0).random((1, *SHAPE)).astype(np.float32)
         cpu = time.process_time()
         for _ in seq:

@@ -13,7 +13,7 @@ import numpy as np
 from partnner_tf.errors import EmulationError, PartnnerError
 from partnner_tf.manifest import load_manifest, write_json_atomic
 from partnner_tf.testbed import procs
-from partnner_tf.testbed.board import emulation_for
+from partnner_tf.testbed.board import dilation, emulation_for
 from partnner_tf.testbed.link import parse_schedule
 from partnner_tf.testbed.session import run_edge, run_in_turns
 from partnner_tf.traces import traces_dir
@@ -95,12 +95,17 @@ def read_stats(path):
         return []
 
 
-def profile_model(out, dest):
-    """The host's per-cut profile (``partnner profile``), cached in ``dest``."""
+def profile_model(out, dest, threads=None):
+    """The host's per-cut profile (``partnner profile``, on ``threads`` interpreter threads, by
+    default all), cached in ``dest``."""
     if Path(dest).exists():
-        return json.loads(Path(dest).read_text())
-    res = subprocess.run(procs.python_cmd("partnner_tf.cli", "profile", out, "-o", dest, "--quiet",
-                                          "--repeats", "5"), capture_output=True, text=True, timeout=900)
+        cached = json.loads(Path(dest).read_text())
+        if threads is None or cached["edge"].get("threads") == threads:
+            return cached
+    cmd = procs.python_cmd("partnner_tf.cli", "profile", out, "-o", dest, "--quiet", "--repeats", "5")
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         raise PartnnerError(f"partnner profile {out} failed: {res.stderr[-1500:]}")
     return json.loads(Path(dest).read_text())
@@ -241,7 +246,7 @@ def _board_profile(manifest, emu, host_profile, edge, cloud=None):
         # mean latency is what the board profile must predict.
         slowdown = float(np.mean([f["edge_s"] for f in edge.frames])) / host_edge
     else:
-        slowdown = 1.0 / (emu["quota"])
+        slowdown = dilation(emu)[1] if host_profile["edge"].get("threads") == 1 else 1.0 / emu["quota"]
     bprof = board_profile(host_profile, slowdown)
     host_cloud = host_profile["cloud"]["cut_s"][manifest.cloud_only]
     if cloud is not None and cloud.ok and host_cloud > 0:
@@ -276,7 +281,9 @@ def run_matrix(models, boards, links, *, policies=POLICIES, frames=40, out_dir, 
     profiles = {}
     for m in models:
         progress(f"profiling {manifests[str(m)].name} on this host ...")
-        profiles[str(m)] = profile_model(m, out_dir / f"profile.{manifests[str(m)].name}.json")
+        # Dilated boards run one interpreter thread (board.dilation): so does their host profile.
+        profiles[str(m)] = profile_model(m, out_dir / f"profile.{manifests[str(m)].name}.json",
+                                         threads=1 if board_mode in ("dilate", "dilate-all") else None)
     progress("starting the cloud daemon ...")
     daemon = start_daemon(models, workers=2 if load else 1, log_path=str(out_dir / "daemon.log"))
     cells = []

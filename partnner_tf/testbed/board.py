@@ -108,6 +108,27 @@ def emulation_for(board):
     return {"cpus": cpus, "quota": quota}
 
 
+#: The dilate modes run the interpreter on one thread and stretch its CPU time: one thread's CPU
+#: time is the work a prefix did, where with two threads the calling thread's share moved with
+#: how each process split the work (four edge-only processes in turns, their means 2-6% apart
+#: with two threads and 1-4% with one; docs/testbed.md), and after a frame's sleep two threads
+#: ran no faster than one here. A preset's quota is this host's two-thread MobileNetV2 224x224
+#: time over the board's, so one core, which takes 1 / DILATE_CORE_SHARE as long as two threads'
+#: calling thread (0.61-0.68 for MobileNetV2 at 224 and 96 and a small conv net, measured on
+#: 2026-11-28), is stretched by DILATE_CORE_SHARE / quota.
+DILATE_CORE_SHARE = 0.65
+
+
+def dilation(emu):
+    """``(threads, slowdown)`` of a dilated board ``{"cpus", "quota"}``: one interpreter thread
+    stretched to the board's speed, or, for a board no slower than this host, its own cores at
+    this host's speed (slowdown 1)."""
+    slowdown = DILATE_CORE_SHARE / float(emu["quota"])
+    if slowdown <= 1.0:
+        return min(int(emu["cpus"]), os.cpu_count() or 1), 1.0
+    return 1, slowdown
+
+
 def quota_period(cpus, quota):
     """``(quota_us, period_us)`` for a cap of ``quota`` of a core on each of ``cpus`` cores."""
     total = cpus * quota

@@ -8,7 +8,7 @@ import numpy as np
 from partnner_tf.manifest import load_manifest
 from partnner_tf.testbed.bench import LinkPreset, Run, start_daemon
 from partnner_tf.testbed.session import run_edge
-from partnner_tf.testbed.board import detect, emulation_for
+from partnner_tf.testbed.board import detect, dilation, emulation_for
 from partnner_tf.testbed.link import parse_schedule
 from partnner_tf.testbed.load import clients_at, parse_load
 
@@ -30,7 +30,8 @@ def run_demo(out_dir, frames=100000, board="rpi3b", input_shape="224,224,3", dur
     emu = emulation_for(board)
     if board_mode in ("dilate", "dilate-all"):
         what = "every prefix run" if board_mode == "dilate" else "every prefix run and the frame's other work"
-        echo(f"board {board}: {emu['cpus']} core(s), {what} stretched {1 / emu['quota']:.1f}x")
+        threads, slowdown = dilation(emu)
+        echo(f"board {board}: {what} stretched {slowdown:.1f}x" + (", one interpreter thread" if threads == 1 else ""))
     else:
         echo(f"board {board}: {emu['cpus']} core(s) at {emu['quota']:.3f} of a core each"
              + ("" if cap.can_cap else f" -- NOT emulated: {cap.reason}"))

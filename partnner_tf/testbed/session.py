@@ -19,14 +19,14 @@ from pathlib import Path
 
 from partnner_tf.errors import EmulationError, PartnnerError
 from partnner_tf.testbed import procs
-from partnner_tf.testbed.board import CpuCap, board_budget_mb, emulation_for
+from partnner_tf.testbed.board import CpuCap, board_budget_mb, dilation, emulation_for
 from partnner_tf.testbed.link import LinkProcess
 from partnner_tf.testbed.load import LoadProcess
 
 log = logging.getLogger(__name__)
 
-#: How an edge process is made as slow as its board. "dilate": every prefix run is stretched to
-#: 1/quota times its time on this host (smooth, like a slower CPU; no root needed). "cgroup": a
+#: How an edge process is made as slow as its board. "dilate": every prefix run, on one thread,
+#: is stretched to the board's speed (board.dilation; smooth, like a slower CPU; no root needed). "cgroup": a
 #: CFS quota (root). The kernel's 1 ms minimum quota forces periods of 15 ms and more for the
 #: slow boards, and within a period a short prefix runs at full host speed while a long one is
 #: throttled: MobileNetV2's block_6 prefix measured 2 ms or 107 ms on one "rpi3b", a bimodal
@@ -57,7 +57,12 @@ class EdgeSession:
         self.load, self.daemon_endpoint, self.out = load, daemon_endpoint, out
         # Only the cgroup mode needs a cgroup (and root); dilation happens inside the edge process.
         self.cap = CpuCap(emu["cpus"], emu["quota"]) if board_mode == "cgroup" else None
-        threads = self.cap.cpus if self.cap is not None else min(int(emu["cpus"]), os.cpu_count() or 1)
+        if self.cap is not None:
+            threads = self.cap.cpus
+        elif board_mode in ("dilate", "dilate-all"):
+            threads = dilation(emu)[0]
+        else:
+            threads = min(int(emu["cpus"]), os.cpu_count() or 1)
         self.relay = self.loadp = self.proc = self.tclink = None
         self._err = open(str(log_path) + ".stderr", "wb")
         self.finished = False
@@ -163,9 +168,10 @@ def edge_command(out, policy, cloud, *, frames, log_path, threads, emulation, pr
                            "--frames", frames, "--log", log_path, "--threads", threads)
     if profile:
         cmd += ["--profile", str(profile)]
-    if board_mode in ("dilate", "dilate-all"):
-        cmd += ["--slowdown", str(1.0 / emulation_for(emulation)["quota"])]
-    if board_mode == "dilate-all":
+    slowdown = dilation(emulation_for(emulation))[1] if board_mode in ("dilate", "dilate-all") else 1.0
+    if slowdown > 1.0:
+        cmd += ["--slowdown", str(slowdown)]
+    if board_mode == "dilate-all" and slowdown > 1.0:
         cmd += ["--stretch-frame-work"]
     budget_mb = board_budget_mb(emulation)
     if budget_mb:

@@ -68,11 +68,24 @@ def test_an_emulated_board_gets_its_own_prefix_cache_budget():
     assert budget("coral-dev-board") == pytest.approx(board.board_budget_mb("coral-dev-board"))
     assert budget({"cpus": 1, "quota": 0.5}) is None  # unknown memory: the runtime's default
     cmd = [str(x) for x in edge_command("OUT", "edge", "none", frames=5, log_path="log", threads=1, emulation="rpi4")]
-    assert cmd[cmd.index("--slowdown") + 1] == str(1.0 / board.emulation_for("rpi4")["quota"])
+    assert cmd[cmd.index("--slowdown") + 1] == str(board.dilation(board.emulation_for("rpi4"))[1])
     assert "--stretch-frame-work" not in cmd
     cmd = [str(x) for x in edge_command("OUT", "edge", "none", frames=5, log_path="log", threads=1, emulation="rpi4",
                                         board_mode="dilate-all")]
     assert "--slowdown" in cmd and "--stretch-frame-work" in cmd
+
+
+def test_a_dilated_board_runs_one_thread_stretched_to_its_speed():
+    threads, slowdown = board.dilation(board.emulation_for("rpi4"))
+    assert threads == 1 and slowdown == pytest.approx(board.DILATE_CORE_SHARE / board.emulation_for("rpi4")["quota"])
+    # Slower boards are stretched more; a board as fast as this host is not stretched at all and
+    # keeps its cores.
+    assert board.dilation(board.emulation_for("rpi3b"))[1] > slowdown
+    assert board.dilation({"cpus": 2, "quota": 1.0}) == (min(2, os.cpu_count()), 1.0)
+    from partnner_tf.testbed.session import edge_command
+
+    cmd = edge_command("OUT", "edge", "none", frames=5, log_path="log", threads=2, emulation={"cpus": 2, "quota": 1.0})
+    assert "--slowdown" not in [str(x) for x in cmd]
 
 
 def test_dilation_stretches_prefix_runs_and_the_rest_of_each_frame(converted_tiny):
