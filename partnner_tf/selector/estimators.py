@@ -1,6 +1,9 @@
 """Online estimators the adaptive policies share: a link model and a level-times-shape cost curve."""
 
 import math
+# Not numpy's median: its first call imports a numpy submodule, 10-35 ms in the middle of a
+# stream (the first level jump; measured in the edge runtime), and these lists are a few numbers.
+from statistics import median
 
 import numpy as np
 
@@ -78,7 +81,7 @@ class LinkEstimator:
             self.s_per_byte = y
         elif side and len(self.recent) == SUSTAIN and all(sd == side for sd, _ in self.recent):
             # A sustained shift, not a burst: restart from the recent figures.
-            self.s_per_byte = float(np.median([v for _, v in self.recent]))
+            self.s_per_byte = median([v for _, v in self.recent])
             self.recent = []
             self.changes += 1
         else:
@@ -226,7 +229,7 @@ class CostCurve:
             # Several outliers in a row on one side: the whole board or cloud changed speed.
             # Jump by the run's typical ratio, and fix the cuts first seen since it began: they
             # were normalised by the old level.
-            factor = math.exp(float(np.median(np.log([r for _, r, _ in self._run]))))
+            factor = math.exp(median(np.log([r for _, r, _ in self._run]).tolist()))
             self.anchor[self.created >= self.suspect_since] /= factor
             self._jump(factor)
             outlier = False
