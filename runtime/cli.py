@@ -43,7 +43,7 @@ def edge():
 def run(out, cloud, source, frames, policy, profile_path, log_path, threads, board, deadline_s,
         server_key, client_key, quiet):
     """Run FRAMES frames of the model converted in OUT and print a summary."""
-    from partnner_tf.runtime.edge import EdgeRuntime
+    from partnner_tf.runtime.edge import EdgeRuntime, freeze_heap
     from partnner_tf.runtime.sources import open_source
 
     cloud = None if cloud.lower() in ("", "none") else cloud
@@ -62,6 +62,7 @@ def run(out, cloud, source, frames, policy, profile_path, log_path, threads, boa
                 loaded = runtime.preload()
                 if loaded and not quiet:
                     click.echo(f"preloaded the prefixes of cuts {loaded} in {time.perf_counter() - t:.1f} s", err=True)
+            freeze_heap()
             for result in runtime.stream(open_source(source, runtime.manifest.input, frames=frames)):
                 results.append(result.to_dict())
                 live.update(result)

@@ -148,7 +148,7 @@ def main(argv=None):
     p.add_argument("--duration-s", type=float, default=0.0, help="stop after this long (0: run every frame)")
     a = p.parse_args(argv)
 
-    from partnner_tf.runtime.edge import EdgeRuntime
+    from partnner_tf.runtime.edge import EdgeRuntime, freeze_heap
 
     cloud = None if a.cloud in ("", "none") else a.cloud
     options = {"profile": a.profile} if a.profile else None
@@ -160,6 +160,7 @@ def main(argv=None):
     rng = np.random.default_rng(a.seed)
     frames = [rng.random(shape).astype(spec.dtype) for _ in range(4)]
     _preload(runtime, a.policy)
+    freeze_heap()
     _join_cgroup(a.cgroup, a.cpus)
     dilation = Dilation(a.slowdown, frame_work=a.stretch_frame_work) if a.slowdown > 1.0 else None
     print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
