@@ -26,11 +26,11 @@ from partnner_tf.testbed.load import LoadProcess
 log = logging.getLogger(__name__)
 
 #: How an edge process is made as slow as its board. "dilate": every prefix run, on one thread,
-#: is stretched to the board's speed (board.dilation; smooth, like a slower CPU; no root needed). "cgroup": a
-#: CFS quota (root). The kernel's 1 ms minimum quota forces periods of 15 ms and more for the
-#: slow boards, and within a period a short prefix runs at full host speed while a long one is
-#: throttled: MobileNetV2's block_6 prefix measured 2 ms or 107 ms on one "rpi3b", a bimodal
-#: board no real Pi is.
+#: is stretched to the board's speed (board.dilation; smooth, like a slower CPU; no root
+#: needed). "cgroup": a CFS quota (root). The kernel's 1 ms minimum quota forces periods of
+#: 15 ms and more for the slow boards, and within a period a short prefix runs at full host speed
+#: while a long one is throttled: MobileNetV2's block_6 prefix measured 2 ms or 107 ms on one
+#: "rpi3b", a bimodal board no real Pi is.
 #: "dilate-all": the rest of each frame's work in the edge process (the runtime's and the
 #: selector's Python) is stretched as well, as a board would run it; see docs/testbed.md.
 BOARD_MODES = ("dilate", "dilate-all", "cgroup")
