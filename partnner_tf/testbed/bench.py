@@ -98,9 +98,12 @@ def read_stats(path):
 def profile_model(out, dest, threads=None):
     """The host's per-cut profile (``partnner profile``, on ``threads`` interpreter threads, by
     default all), cached in ``dest``."""
+    from partnner_tf.runtime.profile import PAUSE_S
+
     if Path(dest).exists():
         cached = json.loads(Path(dest).read_text())
-        if threads is None or cached["edge"].get("threads") == threads:
+        same_pause = cached["edge"].get("pause_s") == PAUSE_S  # else it is made again
+        if same_pause and (threads is None or cached["edge"].get("threads") == threads):
             return cached
     cmd = procs.python_cmd("partnner_tf.cli", "profile", out, "-o", dest, "--quiet", "--repeats", "5")
     if threads is not None:
