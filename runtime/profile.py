@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 #: against 0.55-0.7 back to back, edge-only 2.9-3.3 against 2.6-2.9). Profiled back to back,
 #: the testbed's simulator ran small prefixes on its emulated boards up to a third too fast
 #: (MobileNetV2 cut 2 on the Pi 3B: 11.8 against 18.4 ms); after 10 ms (5 and 20 did about as
-#: well), its partitioned runs came within 15% of the real ones (docs/testbed.md).
+#: well), its partitioned runs came within 15% of the real ones (docs/testbed.md;
+#: benchmarks/profile_pause.py measures the pause's effect per cut).
 PAUSE_S = 0.01
 
 
