@@ -33,15 +33,15 @@ def _sim_frames(wd, policy):
 def test_transfers_are_calibrated_on_the_cloud_only_run(profiled, tmp_path):
     out, prof = profiled
     link = LinkPreset("const", "const:20e6", "const:20e6", 0.002)
-    # The "real" runs: the simulator's own frames, each transfer EXTRA_S longer.
+    # The "real" runs: the simulator's own frames, each cloud-only transfer EXTRA_S longer.
     dummy = [{"total_s": 1.0, "transfer_s": 0.0}]  # (no transfer beyond the simulated: no calibration)
-    first = _cell(out, prof, link, tmp_path / "a", {"edge": dummy, "cloud": dummy})
-    simulate_cell(first, 40, progress=lambda line: None)
-    shifted = {p: [{"total_s": f["total_s"] + EXTRA_S * (p == "cloud"), "transfer_s": f["transfer_s"] + EXTRA_S}
-                   for f in _sim_frames(tmp_path / "a", p)] for p in ("edge", "cloud")}
-    shifted["edge"] = [dict(f, transfer_s=0.0) for f in shifted["edge"]]
+    simulate_cell(_cell(out, prof, link, tmp_path / "a", {"edge": dummy, "cloud": dummy}), 40,
+                  progress=lambda line: None)
+    real = {"edge": _sim_frames(tmp_path / "a", "edge"),
+            "cloud": [{"total_s": f["total_s"] + EXTRA_S, "transfer_s": f["transfer_s"] + EXTRA_S}
+                      for f in _sim_frames(tmp_path / "a", "cloud")]}
     lines = []
-    res = simulate_cell(_cell(out, prof, link, tmp_path / "b", shifted), 40, progress=lines.append)
+    res = simulate_cell(_cell(out, prof, link, tmp_path / "b", real), 40, progress=lines.append)
     assert "transfers +3.0 ms" in lines[-1], lines
     assert res["cloud"]["ratio"] == pytest.approx(1.0, abs=0.02)
     assert res["edge"]["ratio"] == pytest.approx(1.0, abs=0.02)
