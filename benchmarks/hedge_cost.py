@@ -49,7 +49,7 @@ def worker(out, endpoint, board, mode, rounds, variant):
     from partnner_tf.runtime.edge import EdgeRuntime
     from partnner_tf.selector import Selector
     from partnner_tf.testbed.board import dilation, emulation_for
-    from partnner_tf.testbed.edge_proc import _dilate, _preload
+    from partnner_tf.testbed.edge_proc import Dilation, _preload
 
     m = load_manifest(out)
     seq = [c for _ in range(rounds) for p in PROBES for c in (m.edge_only, p)]
@@ -88,7 +88,7 @@ def worker(out, endpoint, board, mode, rounds, variant):
         print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
         sys.stdin.readline()  # "go": the orchestrator has capped this process
         if slowdown > 1.0:
-            _dilate(slowdown)
+            Dilation(slowdown)  # each prefix run stretched, as in the testbed's edge process
         x = np.random.default_rng(0).random((1, *SHAPE)).astype(np.float32)
         cpu = time.process_time()
         for _ in seq:
