@@ -6,7 +6,7 @@
 prefix runs after a wait on the link or the camera, and then runs slower than in a tight loop,
 the more so the shorter the prefix. This measures that on MobileNetV2 96x96 (converted once into
 a cache folder, one interpreter thread, as the testbed's emulated boards run it): per pause, the
-median of ``--runs`` runs of each cut's prefix, over ``--rounds`` rounds interleaving the pauses
+median of ``--runs`` runs of each cut's prefix (timed as ``partnner profile`` times them), over ``--rounds`` rounds interleaving the pauses
 (so the host's drift falls on all alike); ratios against back to back (pause 0) in the same round,
 median over rounds. Writes benchmarks/results/profile_pause.md.
 """
@@ -23,18 +23,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SHAPE = (96, 96, 3)
 
 
-def timed(prefix, inputs, pause_s, runs):
-    """Median seconds of ``runs`` prefix runs, each after ``pause_s`` idle."""
-    times = []
-    for _ in range(runs):
-        if pause_s:
-            time.sleep(pause_s)
-        t0 = time.perf_counter()
-        prefix.run(inputs)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pauses", default="0,1,5,10,20,60", help="idle pauses, ms (0: back to back)")
@@ -45,6 +33,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from partnner_tf.manifest import load_manifest
     from partnner_tf.runtime.interpreter import load_prefix
+    from partnner_tf.runtime.profile import _median_time  # what `partnner profile` times with
 
     out = Path(args.cache)
     if not (out / "manifest.json").exists():
@@ -71,7 +60,7 @@ def main(argv=None):
         for c, (prefix, inputs) in prefixes.items():
             base = None
             for p in pauses:
-                t = timed(prefix, inputs, p / 1e3, args.runs)
+                t = _median_time(lambda: prefix.run(inputs), args.runs, p / 1e3)
                 base = t if p == 0.0 else base
                 ms[(c, p)].append(1e3 * t)
                 ratio[(c, p)].append(t / base)
