@@ -6,9 +6,9 @@
 prefix runs after a wait on the link or the camera, and then runs slower than in a tight loop,
 the more so the shorter the prefix. This measures that on MobileNetV2 96x96 (converted once into
 a cache folder, one interpreter thread, as the testbed's emulated boards run it): per pause, the
-median of ``--runs`` runs of each cut's prefix (timed as ``partnner profile`` times them), over ``--rounds`` rounds interleaving the pauses
-(so the host's drift falls on all alike); ratios against back to back (pause 0) in the same round,
-median over rounds. Writes benchmarks/results/profile_pause.md.
+median of ``--runs`` runs of each cut's prefix (timed as ``partnner profile`` times them), over
+``--rounds`` rounds interleaving the pauses (so the host's drift falls on all alike); ratios
+against back to back (pause 0) in the same round, median over rounds. Writes benchmarks/results/profile_pause.md.
 """
 
 import argparse
