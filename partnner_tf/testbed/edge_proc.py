@@ -9,10 +9,14 @@ JSON line with the fields of ``partnner edge run --log`` plus ``wall`` (seconds 
 
 import argparse
 import json
+import math
 import os
+import statistics
 import sys
 import threading
 import time
+import weakref
+from collections import deque
 from dataclasses import replace
 
 import numpy as np
@@ -45,10 +49,20 @@ class Dilation:
     gets busy. A sleep here overshoots (0.12-0.2 ms at the median on this KVM guest) and costs
     the thread 50-90 us of CPU time: the overshoot is carried over as credit, so that the mean
     is right, and the sleep's own CPU time is not charged as the frame's work.
+
+    A run's CPU time still moves with the host (a shared core's caches, a vCPU the hypervisor
+    stalls): a prefix run 2-5x its usual length came 1-5 times a run in 39 of the paper table's
+    90 edge-only runs, and stretched by a slow board's factor (19x) one such run cost a frame
+    1.45 s. A board's CPU is its own, so a run is stretched from at most HICCUP times the median
+    of the prefix's last USUAL_RUNS runs.
     """
 
     #: The frame work owed is slept once it reaches this.
     MIN_SLEEP_S = 2e-4
+    #: A prefix run is stretched from at most this many times its usual CPU time on this host ...
+    HICCUP = 1.5
+    #: ... the median of its last this many runs (none before the third).
+    USUAL_RUNS = 9
 
     def __init__(self, factor, frame_work=False):
         from partnner_tf.runtime.interpreter import Prefix
@@ -59,13 +73,14 @@ class Dilation:
         self._main = threading.get_ident()
         self._not_work = 0.0  # the frame thread's CPU time in prefix runs and sleeps
         self._prefix_owed = threading.local()  # each thread's prefix runs' account
+        self._runs = weakref.WeakKeyDictionary()  # per prefix: its last runs' CPU time here
         self._run = run = Prefix.run
 
         def slow_run(prefix, inputs):
             t, c = time.perf_counter(), time.thread_time()
             out = run(prefix, inputs)
             wall, cpu = time.perf_counter() - t, time.thread_time() - c
-            owed = getattr(self._prefix_owed, "s", 0.0) + self.factor * min(cpu, wall) - wall
+            owed = getattr(self._prefix_owed, "s", 0.0) + self.factor * self._usual(prefix, min(cpu, wall)) - wall
             slept, sleep_cpu = self._sleep(owed)
             self._prefix_owed.s = owed - slept
             if threading.get_ident() == self._main:
@@ -73,6 +88,15 @@ class Dilation:
             return out
 
         Prefix.run = slow_run
+
+    def _usual(self, prefix, run_s):
+        """``run_s``, or HICCUP times the prefix's usual run if it took longer (see the class)."""
+        runs = self._runs.get(prefix)
+        if runs is None:
+            runs = self._runs.setdefault(prefix, deque(maxlen=self.USUAL_RUNS))
+        usual = statistics.median(runs) if len(runs) >= 3 else math.inf
+        runs.append(run_s)
+        return min(run_s, self.HICCUP * usual)
 
     @staticmethod
     def _sleep(seconds):

@@ -88,6 +88,38 @@ def test_a_dilated_board_runs_one_thread_stretched_to_its_speed():
     assert "--slowdown" not in [str(x) for x in cmd]
 
 
+def test_dilation_stretches_a_host_hiccup_no_further_than_a_usual_run(converted_tiny):
+    # A prefix run that took several times its usual CPU time here (the host's doing, not the
+    # board's) is stretched from HICCUP times the median of the prefix's last runs.
+    from partnner_tf.runtime.edge import EdgeRuntime
+    from partnner_tf.testbed.edge_proc import Dilation
+
+    rt = EdgeRuntime(converted_tiny("chain"), cloud=None, selector="edge", threads=1)
+    spec = rt.manifest.input
+    x = np.zeros(tuple(int(d) for d in spec.shape), dtype=spec.dtype)
+    dilation = Dilation(2.0)
+    try:
+        for _ in range(5):
+            rt.infer(x)
+        prefix = rt.cache.get(rt.edge_cut)
+        runs = list(dilation._runs[prefix])
+        assert len(runs) == 5 and all(r > 0 for r in runs)  # every real run was counted
+        usual = float(np.median(runs))
+        assert dilation._usual(prefix, 10 * usual) == pytest.approx(Dilation.HICCUP * usual)
+        assert dilation._usual(prefix, 0.9 * usual) == 0.9 * usual  # a usual run: as it took
+        assert len(dilation._runs[prefix]) == 7  # the hiccup is remembered: a lasting change moves the median
+
+        class Other:
+            pass
+
+        other = Other()
+        assert [dilation._usual(other, s) for s in (1.0, 1.0, 1.0, 9.0)] == [1.0, 1.0, 1.0, Dilation.HICCUP]
+        assert dilation._usual(Other(), 9.0) == 9.0  # nothing known of a prefix before its third run
+    finally:
+        dilation.close()
+        rt.close()
+
+
 def test_dilation_stretches_prefix_runs_and_the_rest_of_each_frame(converted_tiny):
     # Dilated, a board ran only its prefixes slowly: the runtime's and the selector's own Python
     # ran at this host's speed, several times faster than the board would run it. With
