@@ -51,9 +51,9 @@ class Dilation:
     is right, and the sleep's own CPU time is not charged as the frame's work.
 
     A run's CPU time still moves with the host (a shared core's caches, a vCPU the hypervisor
-    stalls): a prefix run 2-5x its usual length came 1-5 times a run in 39 of the paper table's
+    stalls): runs of 1.5-5.4x the run's median came 1-5 times a run in 39 of the paper table's
     90 edge-only runs, and stretched by a slow board's factor (19x) one such run cost a frame
-    1.45 s. A board's CPU is its own, so a run is stretched from at most HICCUP times the median
+    1.45 s more. A board's CPU is its own, so a run is stretched from at most HICCUP times the median
     of the prefix's last USUAL_RUNS runs.
     """
 
