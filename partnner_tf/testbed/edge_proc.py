@@ -8,6 +8,7 @@ JSON line with the fields of ``partnner edge run --log`` plus ``wall`` (seconds 
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -54,7 +55,8 @@ class Dilation:
     stalls): runs of 1.5-5.4x the run's median came 1-5 times a run in 39 of the paper table's
     90 edge-only runs, and stretched by a slow board's factor (19x) one such run cost a frame
     1.45 s more. A board's CPU is its own, so a run is stretched from at most HICCUP times the median
-    of the prefix's last USUAL_RUNS runs.
+    of the prefix's last USUAL_RUNS runs, the warm-up runs before the clock starts included
+    (``priming``): a run of edge-only may come once, after a hedge, 30 frames into a stream.
     """
 
     #: The frame work owed is slept once it reaches this.
@@ -74,13 +76,17 @@ class Dilation:
         self._not_work = 0.0  # the frame thread's CPU time in prefix runs and sleeps
         self._prefix_owed = threading.local()  # each thread's prefix runs' account
         self._runs = weakref.WeakKeyDictionary()  # per prefix: its last runs' CPU time here
+        self._priming = False  # runs are counted, not stretched (priming())
         self._run = run = Prefix.run
 
         def slow_run(prefix, inputs):
             t, c = time.perf_counter(), time.thread_time()
             out = run(prefix, inputs)
             wall, cpu = time.perf_counter() - t, time.thread_time() - c
-            owed = getattr(self._prefix_owed, "s", 0.0) + self.factor * self._usual(prefix, min(cpu, wall)) - wall
+            usual = self._usual(prefix, min(cpu, wall))
+            if self._priming:
+                return out
+            owed = getattr(self._prefix_owed, "s", 0.0) + self.factor * usual - wall
             slept, sleep_cpu = self._sleep(owed)
             self._prefix_owed.s = owed - slept
             if threading.get_ident() == self._main:
@@ -88,6 +94,16 @@ class Dilation:
             return out
 
         Prefix.run = slow_run
+
+    @contextlib.contextmanager
+    def priming(self):
+        """Prefix runs in this block (loading and warming, before the clock starts) take this
+        host's time and count as their prefix's usual runs."""
+        self._priming = True
+        try:
+            yield self
+        finally:
+            self._priming = False
 
     def _usual(self, prefix, run_s):
         """``run_s``, or HICCUP times the prefix's usual run if it took longer (see the class)."""
@@ -183,10 +199,11 @@ def main(argv=None):
     shape = tuple(int(d) if d else 1 for d in spec.shape)
     rng = np.random.default_rng(a.seed)
     frames = [rng.random(shape).astype(spec.dtype) for _ in range(4)]
-    _preload(runtime, a.policy)
+    dilation = Dilation(a.slowdown, frame_work=a.stretch_frame_work) if a.slowdown > 1.0 else None
+    with dilation.priming() if dilation else contextlib.nullcontext():
+        _preload(runtime, a.policy)
     freeze_heap()
     _join_cgroup(a.cgroup, a.cpus)
-    dilation = Dilation(a.slowdown, frame_work=a.stretch_frame_work) if a.slowdown > 1.0 else None
     print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
     with runtime, open(a.log, "w", encoding="utf-8") as log:
         return _serve(runtime, frames, a, log, dilation)

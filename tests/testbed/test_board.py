@@ -98,9 +98,16 @@ def test_dilation_stretches_a_host_hiccup_no_further_than_a_usual_run(converted_
     spec = rt.manifest.input
     x = np.zeros(tuple(int(d) for d in spec.shape), dtype=spec.dtype)
     dilation = Dilation(2.0)
+    slept = []
+    dilation._sleep = lambda s: slept.append(s) or (0.0, 0.0)
     try:
-        for _ in range(5):
+        with dilation.priming():  # warming before the clock starts: counted, not stretched
+            for _ in range(3):
+                rt.infer(x)
+        assert slept == []
+        for _ in range(2):
             rt.infer(x)
+        assert len(slept) == 2
         prefix = rt.cache.get(rt.edge_cut)
         runs = list(dilation._runs[prefix])
         assert len(runs) == 5 and all(r > 0 for r in runs)  # every real run was counted
