@@ -33,7 +33,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from partnner_tf.manifest import load_manifest
     from partnner_tf.runtime.interpreter import load_prefix
-    from partnner_tf.runtime.profile import _median_time  # what `partnner profile` times with
+    from partnner_tf.runtime.profile import _median_time, _rand  # what `partnner profile` times with
 
     out = Path(args.cache)
     if not (out / "manifest.json").exists():
@@ -50,9 +50,7 @@ def main(argv=None):
     for c in m.cuts:
         if c.prefix is not None:
             p = load_prefix(m.path(c.prefix), threads=1)
-            inputs = {k: rng.standard_normal(d["shape"]).astype(d["dtype"]) for k, d in p.inputs.items()}
-            p.run(inputs)  # warm-up
-            prefixes[c.id] = (p, inputs)
+            prefixes[c.id] = (p, {k: _rand(d["shape"], d["dtype"], rng) for k, d in p.inputs.items()})
     t0 = time.perf_counter()
     ms = {(c, p): [] for c in prefixes for p in pauses}
     ratio = {(c, p): [] for c in prefixes for p in pauses}
