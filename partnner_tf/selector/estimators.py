@@ -17,6 +17,8 @@ HISTORY = 8
 #: times beyond all of them is no error of its anchor.
 FAR = BAND ** 2
 FAR_AFTER = 3
+#: For this many costs after a level jump, costs that agree with the level before can take it back.
+JUDGE = HISTORY
 #: The link is bursty: only this many transfers in a row outside the band are a change.
 SUSTAIN = 3
 #: The rtt is refitted only while the last this many transfers have payloads of different sizes.
@@ -151,6 +153,8 @@ class CostCurve:
         self.refine = refine
         self.outliers = 0
         self.changes = 0  # level jumps: the whole board or cloud changed speed
+        self.undone = 0  # level jumps taken back: the costs after them agreed with the level before
+        self._undo = None  # what a jump changed, while the costs after it may still take it back
         self.version = 0  # bumped by every change, so predict() can reuse its last answer
         self._predicted = (None, None)
         self._shape = (None, None)  # the level-free pieces of the curve, per version
@@ -187,10 +191,14 @@ class CostCurve:
             self._recent[cut].append(cost / self.level)
             return 1.0
         ratio = cost / (anchor * self.level)
+        if self._undo is not None:
+            if self._verdict(cut, cost, ratio, 1 if trust else OUTLIERS):
+                return ratio  # held: it speaks for the level before the last jump
+            ratio = cost / (anchor * self.level)  # (the jump may have been taken back)
         if trust and not 1 / BAND <= ratio <= BAND:
             # The level describes a board or cloud that may be gone (a load step that ended
             # while frames ran edge-only): this cost replaces it, as a probe does the link's.
-            self._jump(ratio)
+            self._jump(ratio, since=self.t)
             return ratio
         recent = self._recent[cut]
         # A cost within the range this cut has shown lately is noise it is known to have (a
@@ -231,7 +239,7 @@ class CostCurve:
             # were normalised by the old level.
             factor = math.exp(median(np.log([r for _, r, _ in self._run]).tolist()))
             self.anchor[self.created >= self.suspect_since] /= factor
-            self._jump(factor)
+            self._jump(factor, since=self.suspect_since)
             outlier = False
         elif 1 / BAND <= ratio <= BAND:
             # Slow drift that all cuts share (a board warming up, a cloud filling up); a
@@ -249,15 +257,49 @@ class CostCurve:
         self.anchor[cut] = anchor + w * (cost / self.level - anchor)
         return ratio
 
-    def _jump(self, factor):
+    def _jump(self, factor, since):
         """The whole board or cloud changed speed by ``factor``: move the level, drop any pending
-        run and the cuts' usual ranges (seen at the old level)."""
+        run and the cuts' usual ranges (seen at the old level). Cuts first seen from ``since`` on
+        were priced during the change; until JUDGE costs of the others have come, they may
+        still take the jump back (_verdict)."""
+        self._undo = {"t": self.t, "since": since, "level": self.level, "factor": factor, "streak": 0,
+                      "fixed": self.created >= since, "recent": self._recent, "low": self._low.copy(),
+                      "jumped": self.jumped}
         self.jumped = (self.t, self.level)
         self.level *= factor
         self.changes += 1
         self.outliers, self._run = 0, []
         self._recent = [[] for _ in range(self.n)]
         self._low[:] = np.inf
+
+    def _verdict(self, cut, cost, ratio, needed):
+        """Whether a cost after a level jump speaks for the level before it: closer to what the
+        cut cost then than to its price now, and within BAND of it. OUTLIERS such costs in a row
+        (of cuts priced before the jump) take the jump back: it was a stall of two or three
+        frames, not a change (a cloud-only frame at 40 and one at 50 ms among 28s lifted the
+        cloud 1.6x; the costs after were back at 28, but cut 3, which ran next, absorbed them
+        into its own anchor, and cloud-only stayed priced 1.6x for the 41 frames left). The
+        first is held out of the cut's anchor; others end the streak. Returns whether held."""
+        u = self._undo
+        if self.t - u["t"] > JUDGE:
+            self._undo = None
+            return False
+        if not 0 <= self.created[cut] < u["since"]:
+            return False  # priced during or after the change: it cannot tell
+        before = cost / (self.anchor[cut] * u["level"])
+        if not (1 / BAND <= before <= BAND and abs(math.log(before)) < abs(math.log(ratio))):
+            u["streak"] = 0
+            return False
+        u["streak"] += 1
+        if u["streak"] < needed:
+            return True
+        self._undo = None
+        self.undone += 1
+        self.level = u["level"]
+        self.anchor[u["fixed"]] *= u["factor"]
+        self._recent, self._low, self.jumped = u["recent"], u["low"], u["jumped"]
+        self.outliers, self._run = 0, []
+        return False
 
     def forget(self, cut):
         """Drop what was seen of ``cut``: its next cost anchors it afresh."""

@@ -412,7 +412,7 @@ class Partnner(Selector):
                 spent += float(self.edge.anchor[self.E] * self.edge.level)  # the edge redid it all
             self.tokens -= max(0.0, spent - self.exploring[1])
         self.exploring = None
-        changes = self.edge.changes + self.cloud.changes + self.link.changes
+        changes = self.edge.changes + self.cloud.changes + self.link.changes + self.edge.undone + self.cloud.undone
         self._keep_plan(c, spent, news=first or obs.timed_out or bool(obs.edge_only_s) or changes != self.changes)
         if changes != self.changes:
             # A debt run up exploring (or probing a bad link) bought knowledge of conditions

@@ -222,6 +222,30 @@ def test_a_change_seen_by_a_cut_with_few_costs_moves_the_level():
     assert est[1] == pytest.approx(0.050, rel=0.3), est  # priced by the new level, unseen since
 
 
+@pytest.mark.parametrize("slow, after, level", [((0.040, 0.050), 0.019, 1.0), ((0.058, 0.060), 0.040, 2.1)])
+def test_a_jump_read_off_a_stall_is_taken_back_by_the_costs_after_it(slow, after, level):
+    """On the testbed (EfficientNetB0, Pi 3B, WiFi) two cloud-only frames at 40 and 50 ms among
+    ~28 ms ones lifted the cloud's level 1.6x; cut 3, which ran next at its usual ~19 ms,
+    absorbed that into its own anchor, and cloud-only stayed priced 1.6x too high for the 41
+    frames left (1.07x cloud-only). Costs after a jump that agree with the level before take it
+    back; costs that agree with the jump (a real load step) leave it."""
+    from partnner_tf.selector.estimators import CostCurve
+
+    curve = CostCurve([100.0, 40.0, 0.0], zero_at=2)
+    rng = np.random.default_rng(2)
+    for i in range(30):
+        c = 1 if i % 8 == 0 else 0
+        curve.observe(c, (0.019 if c else 0.028) * float(rng.uniform(0.85, 1.15)))
+    for cost in slow:
+        curve.observe(0, cost)
+    assert curve.level > 1.3  # read as the cloud slowing down
+    for _ in range(4):
+        curve.observe(1, after)
+    est, _ = curve.predict(1e-9)
+    assert est[0] == pytest.approx(0.028 * level, rel=0.15), est
+    assert curve.undone == (level == 1.0)
+
+
 def test_a_cut_not_seen_since_the_level_rose_may_still_cost_what_it_did():
     """A board whose CPU quota makes a prefix's time bimodal can fake a slowdown: a run of slow
     frames on one cut moves the shared level, and edge-only, not run since, is priced by it (a
