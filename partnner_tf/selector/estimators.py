@@ -263,8 +263,7 @@ class CostCurve:
         were priced during the change; until JUDGE costs of the others have come, they may
         still take the jump back (_verdict)."""
         self._undo = {"t": self.t, "since": since, "level": self.level, "factor": factor, "streak": 0,
-                      "fixed": self.created >= since, "recent": self._recent, "low": self._low.copy(),
-                      "jumped": self.jumped}
+                      "recent": self._recent, "low": self._low.copy(), "jumped": self.jumped}
         self.jumped = (self.t, self.level)
         self.level *= factor
         self.changes += 1
@@ -274,12 +273,14 @@ class CostCurve:
 
     def _verdict(self, cut, cost, ratio, needed):
         """Whether a cost after a level jump speaks for the level before it: closer to what the
-        cut cost then than to its price now, and within BAND of it. OUTLIERS such costs in a row
-        (of cuts priced before the jump) take the jump back: it was a stall of two or three
+        cut cost then than to its price now, and within BAND of it. ``needed`` such costs in a
+        row (of cuts priced before the change) take the jump back: it was a stall of two or three
         frames, not a change (a cloud-only frame at 40 and one at 50 ms among 28s lifted the
         cloud 1.6x; the costs after were back at 28, but cut 3, which ran next, absorbed them
-        into its own anchor, and cloud-only stayed priced 1.6x for the 41 frames left). The
-        first is held out of the cut's anchor; others end the streak. Returns whether held."""
+        into its own anchor, and cloud-only stayed priced 1.6x for the 41 frames left). OUTLIERS
+        are needed, or one trusted cost (the first news after a stretch unseen). Those before the
+        last are held out of the cut's anchor; a cost that does not speak for the level before
+        ends the streak. Returns whether held."""
         u = self._undo
         if self.t - u["t"] > JUDGE:
             self._undo = None
@@ -296,7 +297,9 @@ class CostCurve:
         self._undo = None
         self.undone += 1
         self.level = u["level"]
-        self.anchor[u["fixed"]] *= u["factor"]
+        # Cuts first seen since the change began were priced by the jumped level: their anchors
+        # keep what they were seen to cost.
+        self.anchor[self.created >= u["since"]] *= u["factor"]
         self._recent, self._low, self.jumped = u["recent"], u["low"], u["jumped"]
         self.outliers, self._run = 0, []
         return False

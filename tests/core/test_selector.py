@@ -231,7 +231,7 @@ def test_a_jump_read_off_a_stall_is_taken_back_by_the_costs_after_it(slow, after
     back; costs that agree with the jump (a real load step) leave it."""
     from partnner_tf.selector.estimators import CostCurve
 
-    curve = CostCurve([100.0, 40.0, 0.0], zero_at=2)
+    curve = CostCurve([100.0, 40.0, 20.0, 0.0], zero_at=3)
     rng = np.random.default_rng(2)
     for i in range(30):
         c = 1 if i % 8 == 0 else 0
@@ -239,10 +239,12 @@ def test_a_jump_read_off_a_stall_is_taken_back_by_the_costs_after_it(slow, after
     for cost in slow:
         curve.observe(0, cost)
     assert curve.level > 1.3  # read as the cloud slowing down
+    curve.observe(2, 0.012)  # first seen after the jump: priced by the level now, either way
     for _ in range(4):
         curve.observe(1, after)
     est, _ = curve.predict(1e-9)
     assert est[0] == pytest.approx(0.028 * level, rel=0.15), est
+    assert est[2] == pytest.approx(0.012, rel=0.05), est
     assert curve.undone == (level == 1.0)
 
 
