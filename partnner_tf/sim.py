@@ -55,9 +55,17 @@ class Run:
 
 
 def noise_table(world, frames, seed):
-    """Per-frame multiplicative noise on (edge, network, cloud), the same for every policy."""
+    """Per-frame multiplicative noise on (edge, network, cloud), the same for every policy:
+    log-normal, times the world's stalls (their own random stream: a world without them draws
+    the noise it always did)."""
     rng = np.random.default_rng(seed)
-    return np.exp(rng.normal(0.0, world.noise, (frames, 3))) if world.noise > 0 else np.ones((frames, 3))
+    z = np.exp(rng.normal(0.0, world.noise, (frames, 3))) if world.noise > 0 else np.ones((frames, 3))
+    if world.stalls > 0:
+        rng = np.random.default_rng([seed, 1])
+        for i in np.flatnonzero(rng.random(frames) < world.stalls):
+            side = 0 if rng.random() < 0.5 else 2  # the edge's time or the cloud's
+            z[i:i + int(rng.integers(1, 4)), side] *= rng.uniform(1.4, 2.0)
+    return z
 
 
 def _deadline(selector, cut):

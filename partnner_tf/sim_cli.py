@@ -48,6 +48,8 @@ def _uplink(trace, trace_scale, bandwidth, bandwidth_steps):
 @click.option("--hedge-slow", type=float, default=1.0, show_default=True,
               help="A hedged edge-only run (beside a cloud request) takes this many times as long.")
 @click.option("--noise", type=float, default=0.05, show_default=True, help="Sigma of log-normal measurement noise.")
+@click.option("--stalls", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Chance per frame that the edge or the cloud stalls for 1-3 frames at 1.4-2x.")
 @click.option("--policies", default="partnner,edge,cloud,neurosurgeon", show_default=True,
               help="Comma-separated policies (partnner, edge, cloud, fixed:<id>, neurosurgeon).")
 @click.option("--frames", type=click.IntRange(min=1), default=1000, show_default=True)
@@ -57,7 +59,7 @@ def _uplink(trace, trace_scale, bandwidth, bandwidth_steps):
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
 def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, trace_offset, bandwidth,
         bandwidth_steps, downlink, rtt_ms, load_steps, edge_slow_steps, edge_factor, cloud_speedup, hedge_slow,
-        noise, policies, frames, seed, out_dir, no_plot):
+        noise, stalls, policies, frames, seed, out_dir, no_plot):
     """Simulate policies in one world against the per-frame oracle and the best static cut."""
     from partnner_tf.manifest import load_manifest, write_json_atomic
     from partnner_tf.sim import format_table, plot, simulate, write_csv
@@ -81,8 +83,8 @@ def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, tra
         prof, man, edge_factor=edge_factor,
         cloud_speedup=cloud_speedup, uplink=_uplink(trace, trace_scale, bandwidth, bandwidth_steps),
         rtt_s=rtt_ms / 1e3, down_bps=downlink * 1e6, load=parse_steps(load_steps, "--load-steps"),
-        slow=parse_steps(edge_slow_steps, "--edge-slow-steps"), noise=noise, hedge_slow=hedge_slow,
-        trace_offset_s=trace_offset,
+        slow=parse_steps(edge_slow_steps, "--edge-slow-steps"), noise=noise, stalls=stalls,
+        hedge_slow=hedge_slow, trace_offset_s=trace_offset,
         name=name,
     )
     names = [p.strip() for p in policies.split(",") if p.strip()]

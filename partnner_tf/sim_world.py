@@ -57,8 +57,10 @@ class World:
 
     ``edge_s``/``cloud_s`` are the unloaded per-cut costs on this board and this cloud; ``load``
     multiplies cloud costs and ``slow`` edge costs over time; ``noise`` is the sigma of the
-    multiplicative log-normal noise on every measured component. A hedged edge-only run (beside
-    a cloud request, whose sending shares the edge's CPU) takes ``hedge_slow`` times as long.
+    multiplicative log-normal noise on every measured component; ``stalls`` the chance per frame
+    that the edge or the cloud stalls for 1-3 frames at 1.4-2x (a shared host's hiccups, as on
+    the testbed). A hedged edge-only run (beside a cloud request, whose sending shares the
+    edge's CPU) takes ``hedge_slow`` times as long.
     """
 
     manifest: Manifest
@@ -71,6 +73,7 @@ class World:
     load: Schedule = field(default_factory=lambda: Schedule(None, name="load"))
     slow: Schedule = field(default_factory=lambda: Schedule(None, name="edge slowdown"))
     noise: float = 0.05
+    stalls: float = 0.0
     hedge_slow: float = 1.0
     trace_offset_s: float = 0.0
     profiling_s: float = 0.0
@@ -237,8 +240,8 @@ def synthetic_profile(manifest, seed=0, edge_s_per_gmac=0.02, cloud_s_per_gmac=0
 
 
 def make_world(profile, manifest=None, *, edge_factor=1.0, cloud_speedup=1.0, uplink=None, rtt_s=0.02,
-               load=None, slow=None, noise=0.05, trace_offset_s=0.0, down_bps=20e6, result_bytes=None,
-               hedge_slow=1.0, name="world"):
+               load=None, slow=None, noise=0.05, stalls=0.0, trace_offset_s=0.0, down_bps=20e6,
+               result_bytes=None, hedge_slow=1.0, name="world"):
     """A world from a profile scaled to a board and a cloud.
 
     Neurosurgeon's profiling time is the measured wall time of ``partnner profile`` (its edge part
@@ -264,7 +267,7 @@ def make_world(profile, manifest=None, *, edge_factor=1.0, cloud_speedup=1.0, up
     return World(
         manifest=manifest, edge_s=edge, cloud_s=cloud, uplink=uplink or constant(10e6), rtt_s=rtt_s,
         load=Schedule(load, name="load"), slow=Schedule(slow, name="edge slowdown"), noise=noise,
-        hedge_slow=float(hedge_slow),
+        stalls=float(stalls), hedge_slow=float(hedge_slow),
         trace_offset_s=trace_offset_s, down_bps=down_bps,
         result_bytes=int(result_bytes or manifest.result_bytes or World.result_bytes),
         profiling_s=float(profiling), name=name,

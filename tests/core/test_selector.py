@@ -248,6 +248,25 @@ def test_a_jump_read_off_a_stall_is_taken_back_by_the_costs_after_it(slow, after
     assert curve.undone == (level == 1.0)
 
 
+def test_stalls_of_the_host_do_not_price_the_best_cut_out():
+    """The simulator's stalls (1-3 frames of the edge or the cloud at 1.4-2x, as a shared host
+    has them) in a near-tie like the testbed's EfficientNetB0 / Pi 3B / WiFi: cloud-only 4% ahead
+    of a cut with a small suffix. Before jumps could be taken back, a stall of cloud-only lifted
+    the cloud's level, and the other cut ran for a hundred frames or more: 1.028 of the best
+    static cut over these seeds, 1.048 at worst (1.007 and 1.013 since)."""
+    from partnner_tf.sim import run_static
+
+    cuts = [(110592, 0, 400_000_000), (5120, 40_000_000, 360_000_000), (0, 400_000_000, 0)]
+    ratios = []
+    for seed in range(8):
+        w = table_world("near-tie", cuts, [0.0, 0.038, 0.120], [0.028, 0.019, 0.0], uplink=constant(32e6),
+                        rtt_s=0.002, noise=0.05, stalls=0.02)
+        static, _ = run_static(w, 300, seed)
+        assert int(np.argmin(static)) == 0 and static[1] > 1.03 * static[0]
+        ratios.append(run_policy(w, "partnner", 300, seed=seed).mean / static.min())
+    assert np.exp(np.mean(np.log(ratios))) < 1.015 and max(ratios) < 1.03, ratios
+
+
 def test_a_cut_not_seen_since_the_level_rose_may_still_cost_what_it_did():
     """A board whose CPU quota makes a prefix's time bimodal can fake a slowdown: a run of slow
     frames on one cut moves the shared level, and edge-only, not run since, is priced by it (a

@@ -26,6 +26,24 @@ def test_same_seed_same_frames_other_seed_other_noise():
     assert not np.array_equal(a.total, c.total)
 
 
+def test_stalls_come_on_their_own_random_stream():
+    """Stalls multiply the edge's or the cloud's time by 1.4-2x for 1-3 frames; a world without
+    them draws the same noise as before they existed."""
+    from partnner_tf.sim import noise_table
+
+    w = world(5, noise=0.05)
+    plain = noise_table(w, 2000, seed=3)
+    np.testing.assert_array_equal(plain, np.exp(np.random.default_rng(3).normal(0.0, 0.05, (2000, 3))))
+    w.stalls = 0.02
+    stalled = noise_table(w, 2000, seed=3)
+    np.testing.assert_array_equal(stalled, noise_table(w, 2000, seed=3))
+    ratio = stalled / plain
+    np.testing.assert_array_equal(ratio[:, 1], 1.0)  # the link has its own burstiness
+    hit = (ratio[:, [0, 2]] > 1.0).any(axis=1)
+    assert 0.025 < hit.mean() < 0.06, hit.mean()  # ~2% of frames start one, 1-3 frames long
+    assert ratio.max() < 2.0 ** 2 and ratio[ratio > 1].min() >= 1.4
+
+
 def test_static_sweep_matches_fixed_policies():
     w = world(10, seed=1, uplink=steps([(0, 8e6), (3, 0), (5, 8e6)]), load=[(0, 1), (4, 3)])
     means, cuts = run_static(w, 150, seed=3)
@@ -178,6 +196,7 @@ def test_cli_sim_on_a_trace(tmp_path):
     (["--synthetic", "5", "--policies", "bogus"], "unknown policy 'bogus'"),
     (["--synthetic", "5", "--edge-factor", "0"], "expected > 0"),
     (["--synthetic", "5", "--load-steps", "zero"], "t:value"),
+    (["--synthetic", "5", "--stalls", "1.5"], "--stalls"),
 ])
 def test_cli_sim_bad_arguments(args, message):
     res = CliRunner().invoke(cli, ["sim", *args])
