@@ -82,6 +82,19 @@ class InferReply:
     info: dict = field(default_factory=dict, repr=False)
 
 
+def _reported(info, key, kind):
+    """A reply's ``key`` (a time or a count; 0 if absent) as ``kind``, or the ProtocolError that
+    names it: a NaN or negative time would reach the selector's estimates."""
+    value = info.get(key, 0)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        number = None
+    if number is None or isinstance(value, bool) or not 0 <= number < float("inf"):
+        raise ProtocolError(f"reply field {key!r} must be a finite number >= 0, received {value!r}")
+    return number
+
+
 def _load_key(value, secret=False):
     """A CURVE key given as z85 bytes/str or as a path to a zmq.auth certificate file."""
     if value is None:
@@ -217,11 +230,11 @@ class CloudClient:
         info = msg.info
         return InferReply(
             outputs=msg.tensors,
-            queue_s=float(info.get("queue_s", 0.0)),
-            compute_s=float(info.get("compute_s", 0.0)),
-            queue_depth=int(info.get("queue_depth", 0)),
-            busy_workers=int(info.get("busy_workers", 0)),
-            workers=int(info.get("workers", 0)),
+            queue_s=_reported(info, "queue_s", float),
+            compute_s=_reported(info, "compute_s", float),
+            queue_depth=_reported(info, "queue_depth", int),
+            busy_workers=_reported(info, "busy_workers", int),
+            workers=_reported(info, "workers", int),
             request_id=msg.id,
             info=info,
         )

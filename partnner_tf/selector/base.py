@@ -1,7 +1,11 @@
 """What a selector sees after each frame, and the interface every policy implements."""
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Optional
+
+from partnner_tf.errors import PartnnerError
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,19 @@ class Observation:
     workers: Optional[int] = None
     timed_out: bool = False
     edge_only_s: Optional[float] = None
+
+    def __post_init__(self):
+        # Checked here, where a bad value is made: a NaN or negative time taken in would poison
+        # every estimate after it without a word (one NaN edge time had partnner choose cut 0
+        # for good).
+        if isinstance(self.cut, bool) or not isinstance(self.cut, numbers.Integral):
+            raise PartnnerError(f"Observation.cut must be a cut id (an int), received {self.cut!r}")
+        for name in ("edge_s", "transfer_s", "cloud_s", "edge_only_s"):
+            value = getattr(self, name)
+            if value is None and name == "edge_only_s":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+                raise PartnnerError(f"Observation.{name} must be a finite time in seconds, >= 0; received {value!r}")
 
 
 class Selector:

@@ -139,3 +139,37 @@ def test_encoder_refuses_bad_arguments():
         protocol.encode_request("infer", 1, model="m", cut=0, tensors=[np.array(["a"])])
     with pytest.raises(ProtocolError, match="request type"):
         protocol.encode_request("exec", 1)
+
+
+@pytest.mark.parametrize("field,value", [("queue_s", b"NaN"), ("compute_s", b"-0.5"), ("queue_s", b'"soon"'),
+                                         ("workers", b"1e400"), ("busy_workers", b"true")])
+def test_a_reply_with_bad_timings_is_refused_by_name(field, value):
+    # A real ROUTER socket answers as a broken daemon would: the client refuses the reply,
+    # naming the field, before a NaN or negative time reaches the selector's estimates. (Our
+    # encoder refuses NaN; JSON parsers, ours included, accept it from another implementation.)
+    import threading
+
+    import zmq
+
+    from partnner_tf.client import CloudClient
+
+    server = zmq.Context.instance().socket(zmq.ROUTER)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+
+    def answer():
+        if server.poll(5000):
+            peer, *frames = server.recv_multipart()
+            rid = protocol.decode_request(frames).id
+            head, *rest = protocol.encode_ok(rid, tensors=[np.zeros(2, np.float32)], **{field: "VALUE"})
+            server.send_multipart([peer, head.replace(b'"VALUE"', value), *rest])
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    client = CloudClient(f"tcp://127.0.0.1:{port}")
+    try:
+        with pytest.raises(ProtocolError, match=f"reply field '{field}' must be a finite number"):
+            client.infer("m", 0, [np.zeros(4, np.float32)], 5.0)
+    finally:
+        thread.join()
+        client.close()
+        server.close(linger=0)
