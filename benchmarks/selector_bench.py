@@ -1,6 +1,6 @@
 """Selector benchmark: partnner against the per-frame oracle, the best static cut and Neurosurgeon.
 
-    .venv/bin/python benchmarks/selector_bench.py [--quick] [--frames 1500] [--worlds 24] [--seeds 0,7,13]
+    .venv/bin/python benchmarks/selector_bench.py [--quick] [--frames 1500] [--worlds 24] [--seeds 0,7,13] [--stalls P]
 
 Worlds are drawn at random (seeded) from the real profiles in benchmarks/profiles/ (plus
 synthetic ones): edges 1.5-20x slower than the profiled machine, clouds 1-20x faster, the real
@@ -9,6 +9,10 @@ are split in two: "tune" (MobileNetV2 and synthetic profiles, the LTE traces) an
 (the other profiles and the 3G traces), which the policy was not tuned on. Each seed draws
 another set of worlds: seed 0 is the one the policy was tuned on, the others check it on worlds
 it has not seen. Writes benchmarks/results/selector_bench.md.
+
+``--stalls P`` draws the same worlds with host stalls (each frame, with chance P, the edge or the
+cloud runs 1.4-2x slow for 1-3 frames, as the testbed's shared host does; see
+``partnner sim --stalls``) and writes benchmarks/results/selector_bench_stalls.md.
 """
 
 import argparse
@@ -50,7 +54,7 @@ def _lu(rng, lo, hi):
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
-def make_worlds(n, seed, held_out):
+def make_worlds(n, seed, held_out, stalls=0.0):
     """``n`` worlds of each kind (trace, step) for the tune or the held-out split."""
     rng = np.random.default_rng(seed)
     # A hedged edge-only run shares the edge's CPU with the cloud request: on the testbed's
@@ -89,7 +93,7 @@ def make_worlds(n, seed, held_out):
                 load.append((t2 + 0.2 * horizon, 1.0))
         w = make_world(prof, edge_factor=edge_factor, cloud_speedup=cloud_speedup, uplink=up, rtt_s=rtt,
                        load=load, slow=slow, noise=float(rng.uniform(0.03, 0.1)), trace_offset_s=off,
-                       hedge_slow=float(hedge_rng.uniform(1.0, 1.8)),
+                       hedge_slow=float(hedge_rng.uniform(1.0, 1.8)), stalls=stalls,
                        name=f"{kind}-{pname}-{i}")
         worlds.append((kind, w))
     return worlds
@@ -144,17 +148,21 @@ GOALS = [("gmean_vs_oracle", "<=", 1.08), ("worst_vs_oracle", "<=", 1.35), ("wor
 def report(summaries, rows_by, args, wall):
     lines = ["# Selector benchmark", "",
              f"Command: `.venv/bin/python benchmarks/selector_bench.py --frames {args.frames} --worlds {args.worlds}"
-             f" --seeds {args.seeds}`; {wall:.0f} s wall.", "",
+             f" --seeds {args.seeds}" + (f" --stalls {args.stalls}" if args.stalls else "") + f"`; {wall:.0f} s wall.", "",
              "Per-frame oracle: the best cut under each frame's true, noise-free conditions. Best static: the fixed",
              "cut with the lowest mean in hindsight. Recovery: frames after a step change of bandwidth or load until",
              "the chosen cut is within 10% of the oracle's for 3 frames in a row. Convergence: wall time from",
              "power-on until the same holds, Neurosurgeon's profiling of the board included; the ratio is",
              "Neurosurgeon's time over partnner's (step worlds, whose conditions start steady). Each seed draws",
-             "its own worlds (seed 0: the ones the policy was tuned on); \"all\" pools every seed's worlds.", "",
-             "| split | worlds | mean/oracle (geo) | worst mean/oracle | worst mean/best static | geo mean/best static "
-             "| recovery max (mean) frames | recoveries >10 | cold-start speed-up vs Neurosurgeon geo (min) "
-             "| Neurosurgeon mean/oracle (geo) | best static/oracle (geo) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "its own worlds (seed 0: the ones the policy was tuned on); \"all\" pools every seed's worlds."]
+    if args.stalls:
+        lines += [f"Host stalls in every world: each frame, with chance {args.stalls}, the edge or the cloud runs",
+                  "1.4-2x slow for 1-3 frames (drawn on their own random stream: the worlds are otherwise the same)."]
+    lines += ["",
+              "| split | worlds | mean/oracle (geo) | worst mean/oracle | worst mean/best static | geo mean/best static "
+              "| recovery max (mean) frames | recoveries >10 | cold-start speed-up vs Neurosurgeon geo (min) "
+              "| Neurosurgeon mean/oracle (geo) | best static/oracle (geo) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         rm = "-" if s["recovery_mean"] is None else f"{s['recovery_max']} ({s['recovery_mean']:.1f})"
         lines.append(
@@ -181,8 +189,8 @@ def report(summaries, rows_by, args, wall):
 
 def _split(task):
     """One split of one seed: (label, seed, rows) (run in a worker process)."""
-    label, held, seed, worlds, frames = task
-    return label, seed, measure(make_worlds(worlds, seed + (1000 if held else 0), held), frames, seed)
+    label, held, seed, worlds, frames, stalls = task
+    return label, seed, measure(make_worlds(worlds, seed + (1000 if held else 0), held, stalls), frames, seed)
 
 
 def main(argv=None):
@@ -192,13 +200,14 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,7,13", help="comma-separated seeds, each its own worlds")
     ap.add_argument("--quick", action="store_true", help="8 worlds per split, 800 frames, seed 0")
     ap.add_argument("--split", choices=["tune", "held-out", "both"], default="both")
+    ap.add_argument("--stalls", type=float, default=0.0, help="chance a frame starts a host stall (e.g. 0.02)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.frames, args.worlds, args.seeds = 800, 8, "0"
     seeds = [int(x) for x in args.seeds.split(",")]
     t0 = time.perf_counter()
-    tasks = [(label, held, seed, args.worlds, args.frames) for label, held in (("tune", False), ("held-out", True))
+    tasks = [(label, held, seed, args.worlds, args.frames, args.stalls) for label, held in (("tune", False), ("held-out", True))
              if args.split in ("both", label) for seed in seeds]
     with ProcessPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
         results = list(pool.map(_split, tasks))
@@ -225,7 +234,7 @@ def main(argv=None):
                       f"rec={r['recovery']} conv={r['conv_p']:.2f}/{r['conv_ns']:.2f}")
     wall = time.perf_counter() - t0
     if not args.no_write:
-        out = HERE / "results" / "selector_bench.md"
+        out = HERE / "results" / ("selector_bench_stalls.md" if args.stalls else "selector_bench.md")
         out.parent.mkdir(exist_ok=True)
         out.write_text(report(summaries, rows_by, args, wall))
         print(f"wrote {out}")
