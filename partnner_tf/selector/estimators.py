@@ -19,6 +19,9 @@ FAR = BAND ** 2
 FAR_AFTER = 3
 #: For this many costs after a level jump, costs that agree with the level before can take it back.
 JUDGE = HISTORY
+#: For this many costs after a level rise, what is seen of the cuts priced before it may still be
+#: the stall that made it: those cuts stay in doubt (CostCurve.doubt).
+GRACE = 2
 #: The link is bursty: only this many transfers in a row outside the band are a change.
 SUSTAIN = 3
 #: The rtt is refitted only while the last this many transfers have payloads of different sizes.
@@ -463,7 +466,10 @@ class CostCurve:
         t, before = self.jumped
         if before >= self.level:
             return None
-        return np.where((self.seen >= 0) & (self.seen <= t), self.level / before, 1.0)
+        # A cut seen only in the GRACE costs after the jump may have been seen in the same stall
+        # (the third frame of a three-frame stall of edge-only agrees with the jump it made).
+        doubted = (self.seen >= 0) & ((self.seen <= t) | ((self.seen <= t + GRACE) & (self.created <= t)))
+        return np.where(doubted, self.level / before, 1.0)
 
     def unobserved(self):
         """1.0 for each cut not observed yet, else 0.0 (per set of known cuts)."""

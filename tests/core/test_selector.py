@@ -1,10 +1,13 @@
 """Selector contract and every policy on synthetic worlds whose best cuts are known."""
 
+import copy
+
 import numpy as np
 import pytest
 
 from partnner_tf.errors import PartnnerError
 from partnner_tf.selector import POLICIES, Observation, make_selector
+from partnner_tf.selector.estimators import GRACE
 from partnner_tf.sim import frames_to_within, run_policy, world_profile
 from partnner_tf.sim_world import synthetic_manifest
 from tests.core.worlds import constant, steps, table_world, world
@@ -279,6 +282,27 @@ def test_stalls_of_the_host_do_not_price_the_best_cut_out():
     assert np.exp(np.mean(np.log(ratios))) < 1.015 and max(ratios) < 1.03, ratios
 
 
+@pytest.mark.parametrize("seed,edge_factor", [(2, 3.0), (10, 2.0)])
+def test_a_stall_of_three_edge_only_frames_does_not_price_edge_only_out_for_good(seed, edge_factor):
+    """Edge-only is best; at frame 200 the host stalls it 1.8x for three frames. Two make a level
+    jump; the third agrees with it, and edge-only, just seen, was no longer in doubt: partnner
+    ran the cuts it explored next, first seen after the jump and so unable to take it back, and
+    never looked at edge-only again (1.207 and 1.469 of the best static cut here; in the selector
+    benchmark with stalls, a held-out world at 1.239). Seen within GRACE costs of the jump, a cut
+    priced before it stays in doubt."""
+    from partnner_tf.sim import run_static
+
+    plain = world(20, seed=seed, edge_factor=edge_factor, uplink=constant(30e6), noise=0.03)
+    static, _ = run_static(plain, 50, 0)
+    assert int(np.argmin(static)) == plain.edge_cut
+    frame = static[plain.edge_cut]
+    stall = [(0, 1.0), (200.5 * frame, 1.8), (200.5 * frame + 2.9 * 1.8 * frame, 1.0)]
+    w = world(20, seed=seed, edge_factor=edge_factor, uplink=constant(30e6), noise=0.03, slow=stall)
+    static, _ = run_static(w, 600, 0)
+    run = run_policy(w, "partnner", 600, seed=0)
+    assert run.mean < 1.05 * static.min(), (run.mean / static.min(), np.bincount(run.cut[250:]).nonzero())
+
+
 def test_a_cut_not_seen_since_the_level_rose_may_still_cost_what_it_did():
     """A board whose CPU quota makes a prefix's time bimodal can fake a slowdown: a run of slow
     frames on one cut moves the shared level, and edge-only, not run since, is priced by it (a
@@ -295,9 +319,10 @@ def test_a_cut_not_seen_since_the_level_rose_may_still_cost_what_it_did():
     assert sel.edge.level > 1.5  # the run moved the level
     est, opt = sel.estimates()
     assert est[2] > 0.2 and opt[2] < 1.1 * 0.140, (est[2], opt[2])
-    sel.observe(Observation(cut=2, edge_s=0.140))  # seen again: its own cost, no doubt left
+    for _ in range(2):  # seen again at its own cost: the jump is taken back
+        sel.observe(Observation(cut=2, edge_s=0.140))
     est, opt = sel.estimates()
-    assert opt[2] == pytest.approx(est[2], rel=0.05)
+    assert est[2] == pytest.approx(0.140, rel=0.05) and opt[2] == pytest.approx(est[2], rel=0.05)
 
 
 def test_a_cut_whose_own_slow_frames_raised_the_level_may_still_cost_what_it_did():
@@ -319,9 +344,16 @@ def test_a_cut_whose_own_slow_frames_raised_the_level_may_still_cost_what_it_did
     est, opt = sel.estimates()
     assert est[2] > 0.09 and opt[2] < 1.1 * 0.070, (est[2], opt[2])
     assert est[1] < est[2]  # cut 1 now looks best: edge-only needs its doubt to be looked at
-    sel.observe(Observation(cut=2, edge_s=0.071))  # seen again: its own cost, no doubt left
+    slow = copy.deepcopy(sel)
+    for _ in range(2):  # seen again at its own cost: the jump is taken back
+        sel.observe(Observation(cut=2, edge_s=0.071))
     est, opt = sel.estimates()
-    assert opt[2] == pytest.approx(est[2], rel=0.05)
+    assert est[2] == pytest.approx(0.071, rel=0.05) and opt[2] == pytest.approx(est[2], rel=0.05)
+    # The board did slow down: seen at the new level past the costs a stall may last, no doubt left.
+    for _ in range(GRACE + 1):
+        slow.observe(Observation(cut=2, edge_s=0.096))
+    est, opt = slow.estimates()
+    assert est[2] > 0.09 and opt[2] == pytest.approx(est[2], rel=0.05)
 
 
 def test_a_load_step_that_ends_while_edge_only_is_noticed():
