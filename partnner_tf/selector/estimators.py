@@ -461,8 +461,9 @@ class CostCurve:
         """Per cut, how much cheaper it may be than estimated because it has not been seen since
         the level last went up: the jump was read off other cuts, or off a run of this one's
         that a board's noise can fake (two edge-only frames of 95 ms among 70s on a dilated Pi
-        3B, and partnner left edge-only for a 96 ms cut for good). 1.0 for cuts seen since;
-        None when no cut is in doubt, as after a fall."""
+        3B, and partnner left edge-only for a 96 ms cut for good). 1.0 for cuts seen since (for
+        a cut priced before the jump, more than GRACE costs after it); None when no cut is in
+        doubt, as after a fall."""
         t, before = self.jumped
         if before >= self.level:
             return None
