@@ -467,9 +467,10 @@ class CostCurve:
         t, before = self.jumped
         if before >= self.level:
             return None
-        # A cut seen only in the GRACE costs after the jump may have been seen in the same stall
-        # (the third frame of a three-frame stall of edge-only agrees with the jump it made).
-        doubted = (self.seen >= 0) & ((self.seen <= t) | ((self.seen <= t + GRACE) & (self.created <= t)))
+        # A cut priced before the jump and seen only up to GRACE costs after it may have been
+        # seen in the same stall (the third frame of a three-frame stall of edge-only agrees
+        # with the jump it made). (A cut seen by the jump was created by then.)
+        doubted = (self.seen >= 0) & (self.seen <= t + GRACE) & (self.created <= t)
         return np.where(doubted, self.level / before, 1.0)
 
     def unobserved(self):
