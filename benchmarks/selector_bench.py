@@ -1,6 +1,7 @@
 """Selector benchmark: partnner against the per-frame oracle, the best static cut and Neurosurgeon.
 
     .venv/bin/python benchmarks/selector_bench.py [--quick] [--frames 1500] [--worlds 24] [--seeds 0,7,13] [--stalls P]
+        [--contract-only]
 
 Worlds are drawn at random (seeded) from the real profiles in benchmarks/profiles/ (plus
 synthetic ones): edges 1.5-20x slower than the profiled machine, clouds 1-20x faster, the real
@@ -9,6 +10,9 @@ are split in two: "tune" (MobileNetV2 and synthetic profiles, the LTE traces) an
 (the other profiles and the 3G traces), which the policy was not tuned on. Each seed draws
 another set of worlds: seed 0 is the one the policy was tuned on, the others check it on worlds
 it has not seen. Writes benchmarks/results/selector_bench.md.
+
+``--contract-only`` drives the policies through ``choose()`` and ``observe()`` alone, as an outside
+harness does (no hedged frames, no deadline hints), and writes selector_bench_contract.md.
 
 ``--stalls P`` draws the same worlds with host stalls (each frame, with chance P, the edge or the
 cloud runs 1.4-2x slow for 1-3 frames, as the testbed's shared host does; see
@@ -99,11 +103,11 @@ def make_worlds(n, seed, held_out, stalls=0.0):
     return worlds
 
 
-def measure(worlds, frames, seed):
+def measure(worlds, frames, seed, contract_only=False):
     rows = []
     for kind, w in worlds:
         t0 = time.perf_counter()
-        _, s = simulate(w, ["partnner", "neurosurgeon"], frames=frames, seed=seed)
+        _, s = simulate(w, ["partnner", "neurosurgeon"], frames=frames, seed=seed, contract_only=contract_only)
         p, ns, o, st = (s["policies"][k] for k in ("partnner", "neurosurgeon", "oracle", "static"))
         rows.append({
             "world": w.name, "kind": kind, "vs_oracle": p["vs_oracle"], "vs_static": p["vs_static"],
@@ -148,13 +152,17 @@ GOALS = [("gmean_vs_oracle", "<=", 1.08), ("worst_vs_oracle", "<=", 1.35), ("wor
 def report(summaries, rows_by, args, wall):
     lines = ["# Selector benchmark", "",
              f"Command: `.venv/bin/python benchmarks/selector_bench.py --frames {args.frames} --worlds {args.worlds}"
-             f" --seeds {args.seeds}" + (f" --stalls {args.stalls}" if args.stalls else "") + f"`; {wall:.0f} s wall.", "",
+             f" --seeds {args.seeds}" + (f" --stalls {args.stalls}" if args.stalls else "")
+             + (" --contract-only" if args.contract_only else "") + f"`; {wall:.0f} s wall.", "",
              "Per-frame oracle: the best cut under each frame's true, noise-free conditions. Best static: the fixed",
              "cut with the lowest mean in hindsight. Recovery: frames after a step change of bandwidth or load until",
              "the chosen cut is within 10% of the oracle's for 3 frames in a row. Convergence: wall time from",
              "power-on until the same holds, Neurosurgeon's profiling of the board included; the ratio is",
              "Neurosurgeon's time over partnner's (step worlds, whose conditions start steady). Each seed draws",
              "its own worlds (seed 0: the ones the policy was tuned on); \"all\" pools every seed's worlds."]
+    if args.contract_only:
+        lines += ["Driven through the contract alone, as an outside harness does: `choose()` and `observe()`, no",
+                  "hedged frames offered, no deadline asked (the harness's own, 1 s as for the fixed cuts, applies)."]
     if args.stalls:
         lines += [f"Host stalls in every world: each frame, with chance {args.stalls}, the edge or the cloud runs",
                   "1.4-2x slow for 1-3 frames (drawn on their own random stream: the worlds are otherwise the same)."]
@@ -189,8 +197,9 @@ def report(summaries, rows_by, args, wall):
 
 def _split(task):
     """One split of one seed: (label, seed, rows) (run in a worker process)."""
-    label, held, seed, worlds, frames, stalls = task
-    return label, seed, measure(make_worlds(worlds, seed + (1000 if held else 0), held, stalls), frames, seed)
+    label, held, seed, worlds, frames, stalls, contract_only = task
+    return label, seed, measure(make_worlds(worlds, seed + (1000 if held else 0), held, stalls), frames, seed,
+                                contract_only)
 
 
 def main(argv=None):
@@ -201,13 +210,15 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="8 worlds per split, 800 frames, seed 0")
     ap.add_argument("--split", choices=["tune", "held-out", "both"], default="both")
     ap.add_argument("--stalls", type=float, default=0.0, help="chance a frame starts a host stall (e.g. 0.02)")
+    ap.add_argument("--contract-only", action="store_true",
+                    help="drive the policies through choose()/observe() alone, as an outside harness does")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.frames, args.worlds, args.seeds = 800, 8, "0"
     seeds = [int(x) for x in args.seeds.split(",")]
     t0 = time.perf_counter()
-    tasks = [(label, held, seed, args.worlds, args.frames, args.stalls) for label, held in (("tune", False), ("held-out", True))
+    tasks = [(label, held, seed, args.worlds, args.frames, args.stalls, args.contract_only) for label, held in (("tune", False), ("held-out", True))
              if args.split in ("both", label) for seed in seeds]
     with ProcessPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
         results = list(pool.map(_split, tasks))
@@ -234,7 +245,8 @@ def main(argv=None):
                       f"rec={r['recovery']} conv={r['conv_p']:.2f}/{r['conv_ns']:.2f}")
     wall = time.perf_counter() - t0
     if not args.no_write:
-        out = HERE / "results" / ("selector_bench_stalls.md" if args.stalls else "selector_bench.md")
+        name = "selector_bench" + ("_stalls" if args.stalls else "") + ("_contract" if args.contract_only else "")
+        out = HERE / "results" / f"{name}.md"
         out.parent.mkdir(exist_ok=True)
         out.write_text(report(summaries, rows_by, args, wall))
         print(f"wrote {out}")

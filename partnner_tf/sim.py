@@ -68,8 +68,13 @@ def noise_table(world, frames, seed):
     return z
 
 
+def _never(cut):
+    return False
+
+
 def _deadline(selector, cut):
-    d = selector.deadline_s(cut) if selector is not None else None
+    hint = getattr(selector, "deadline_s", None)
+    d = hint(cut) if hint is not None else None
     d = DEADLINE_S if d is None else d
     return min(max(float(d), MIN_DEADLINE_S), MAX_DEADLINE_S)
 
@@ -99,14 +104,32 @@ def _upload_s(world, t, cut):
     return float(world.uplink.transfer_time(world.trace_offset_s + t, world.bytes[cut]))
 
 
-def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **options):
-    """Simulate ``frames`` frames of ``policy`` (a name, or "oracle") in ``world``."""
+class ContractOnly:
+    """A selector seen through the contract alone, as an outside harness drives it: choose()
+    and observe(), no hedged frames offered, no deadline asked (the harness's own, DEADLINE_S,
+    applies, as it does to the fixed cuts it is compared with)."""
+
+    def __init__(self, selector):
+        self._selector = selector
+
+    def choose(self):
+        return self._selector.choose()
+
+    def observe(self, obs):
+        self._selector.observe(obs)
+
+
+def run_policy(world, policy, frames, seed=0, selector=None, profile=None, contract_only=False, **options):
+    """Simulate ``frames`` frames of ``policy`` (a name, or "oracle") in ``world``.
+    ``contract_only``: drive the selector as an outside harness does (:class:`ContractOnly`)."""
     z = noise_table(world, frames, seed)
     oracle = policy == "oracle"
     if selector is None and not oracle:
         if policy == "neurosurgeon":
             options.setdefault("profile", profile or world_profile(world))
         selector = make_selector(policy, world.manifest, **options)
+    if contract_only and selector is not None:
+        selector = ContractOnly(selector)
     lead = world.profiling_s if policy == "neurosurgeon" else 0.0
     cols = {k: np.zeros(frames) for k in ("start", "total", "edge", "transfer", "cloud", "ratio")}
     cuts = np.zeros(frames, dtype=np.int64)
@@ -125,7 +148,7 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, **opt
             c = world.edge_cut
         e, n, k = (float(v[0]) for v in world.components(t, [c], z[i]))
         timed_out = False
-        hedged = not oracle and not world.is_edge[c] and selector.hedge(c)
+        hedged = not oracle and not world.is_edge[c] and bool(getattr(selector, "hedge", _never)(c))
         # The edge-only interpreter runs one thing at a time: a frame that needs it waits for a
         # hedge still running (the prefixes and the cloud leg do not).
         wait = max(hedge_end - t, 0.0) if hedged or world.is_edge[c] else 0.0
@@ -234,13 +257,14 @@ def recovery_frames(run, changes):
     return out
 
 
-def simulate(world, policies, frames=1000, seed=0, neurosurgeon_profile=None):
-    """Run every policy plus the oracle and the best static cut; returns (runs, summary dict)."""
+def simulate(world, policies, frames=1000, seed=0, neurosurgeon_profile=None, contract_only=False):
+    """Run every policy plus the oracle and the best static cut; returns (runs, summary dict).
+    ``contract_only``: the policies are driven through the contract alone (:class:`ContractOnly`)."""
     if frames < 1:
         raise PartnnerError(f"frames: expected >= 1, received {frames}")
     runs = {"oracle": run_policy(world, "oracle", frames, seed)}
     for p in policies:
-        runs[p] = run_policy(world, p, frames, seed, profile=neurosurgeon_profile)
+        runs[p] = run_policy(world, p, frames, seed, profile=neurosurgeon_profile, contract_only=contract_only)
     static_means, _ = run_static(world, frames, seed)
     best_static = int(np.argmin(static_means))
     runs["static"] = run_policy(world, f"fixed:{best_static}", frames, seed)

@@ -50,6 +50,9 @@ def _uplink(trace, trace_scale, bandwidth, bandwidth_steps):
 @click.option("--noise", type=float, default=0.05, show_default=True, help="Sigma of log-normal measurement noise.")
 @click.option("--stalls", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Chance per frame that the edge or the cloud stalls for 1-3 frames at 1.4-2x.")
+@click.option("--contract-only", is_flag=True,
+              help="Drive the policies through choose()/observe() alone, as an outside harness does: no hedged "
+                   "frames, no deadline hints (the runtime's default deadline applies).")
 @click.option("--policies", default="partnner,edge,cloud,neurosurgeon", show_default=True,
               help="Comma-separated policies (partnner, edge, cloud, fixed:<id>, neurosurgeon).")
 @click.option("--frames", type=click.IntRange(min=1), default=1000, show_default=True)
@@ -59,7 +62,7 @@ def _uplink(trace, trace_scale, bandwidth, bandwidth_steps):
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
 def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, trace_offset, bandwidth,
         bandwidth_steps, downlink, rtt_ms, load_steps, edge_slow_steps, edge_factor, cloud_speedup, hedge_slow,
-        noise, stalls, policies, frames, seed, out_dir, no_plot):
+        noise, stalls, contract_only, policies, frames, seed, out_dir, no_plot):
     """Simulate policies in one world against the per-frame oracle and the best static cut."""
     from partnner_tf.manifest import load_manifest, write_json_atomic
     from partnner_tf.sim import format_table, plot, simulate, write_csv
@@ -90,7 +93,7 @@ def sim(profile_path, manifest, synthetic, save_profile, trace, trace_scale, tra
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:
         raise PartnnerError("--policies: expected at least one policy name")
-    runs, summary = simulate(world, names, frames=frames, seed=seed)
+    runs, summary = simulate(world, names, frames=frames, seed=seed, contract_only=contract_only)
     click.echo(format_table(summary))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -181,6 +181,18 @@ def test_cli_sim_writes_csv_summary_and_plot(tmp_path):
     assert line in again.output
 
 
+def test_cli_sim_contract_only_drives_the_policies_as_an_outside_harness():
+    args = ["sim", "--synthetic", "12", "--bandwidth-steps", "0:20,5:1", "--edge-factor", "10", "--frames", "120",
+            "--policies", "partnner,edge", "--no-plot"]
+    runs = [CliRunner().invoke(cli, args + extra) for extra in ([], ["--contract-only"])]
+    assert all(r.exit_code == 0 for r in runs), [r.output for r in runs]
+    rows = [{li.split()[0]: li for li in r.output.splitlines() if li.split()} for r in runs]
+    # Edge-only asks nothing of its caller; partnner's first frame is a hedged cloud-only
+    # frame when it is offered hedging, edge-only when it is not.
+    assert rows[0]["edge"] == rows[1]["edge"]
+    assert rows[0]["partnner"] != rows[1]["partnner"]
+
+
 @needs_traces
 def test_cli_sim_on_a_trace(tmp_path):
     res = CliRunner().invoke(cli, ["sim", "--synthetic", "20", "--trace", str(TRACES / "Verizon-LTE-short.up"),
