@@ -113,6 +113,7 @@ class Partnner(Selector):
         self.min_probe_every = min_probe_every
         self.max_probe_every = max_probe_every
         self.probe_every = min_probe_every
+        self.probe_cost = 0.0  # what the last unhedged probe cost beyond an edge-only frame (_plan)
         self.hedging = False  # set once the caller asks hedge(): it runs probes hedged
         self.edge_only_hedged = False  # edge-only is known from hedged runs only
         self.hedged_at = 0  # the frame edge-only was first known from a hedged run
@@ -240,11 +241,15 @@ class Partnner(Selector):
             # Edge-only: the link is unseen, so probe it with the cheapest promising cut. A
             # hedged probe costs its prefix and what the request slows the edge-only run beside
             # it, so it goes every few frames or as far apart as that slowdown needs (less far
-            # when what the link could save is large: HEDGE_GAIN_SHARE); otherwise on a backoff
-            # schedule (soon after the link went bad, rarely once it stays bad).
+            # when what the link could save is large: HEDGE_GAIN_SHARE). An unhedged probe costs
+            # what the last one did beyond an edge-only frame, and goes as far apart as that
+            # needs, and on a backoff schedule (soon after the link went bad, rarely once it
+            # stays bad): a caller that asks no deadline gives up after its own, and there one
+            # probe of a dead link cost 20 edge-only frames (a 1 s wait, 50 ms frames).
             e_full = float(est[best])
             gain = e_full - float(opt[cand].min())
-            spacing = (self.hedge_slow - 1.0) * e_full / max(HEDGE_PROBE_SHARE * e_full, HEDGE_GAIN_SHARE * gain)
+            extra = (self.hedge_slow - 1.0) * e_full if self.hedging else self.probe_cost
+            spacing = extra / max(HEDGE_PROBE_SHARE * e_full, HEDGE_GAIN_SHARE * gain)
             if self.link.since >= max(self.probe_every, spacing):
                 if not self.hedging:
                     self.probe_every = min(1.5 * self.probe_every, self.max_probe_every)
@@ -411,6 +416,8 @@ class Partnner(Selector):
             if obs.timed_out and not obs.edge_only_s:
                 spent += float(self.edge.anchor[self.E] * self.edge.level)  # the edge redid it all
             self.tokens -= max(0.0, spent - self.exploring[1])
+            if self.exploring[2] and not self.hedging:
+                self.probe_cost = max(0.0, spent - self.exploring[1])
         self.exploring = None
         changes = self.edge.changes + self.cloud.changes + self.link.changes + self.edge.undone + self.cloud.undone
         self._keep_plan(c, spent, news=first or obs.timed_out or bool(obs.edge_only_s) or changes != self.changes)

@@ -117,6 +117,24 @@ def test_outage_then_recovery():
     assert np.all(np.isfinite(run.total))
 
 
+def test_through_the_contract_alone_probes_of_a_dead_link_are_spaced_by_what_they_cost():
+    # An outside harness that calls only choose() and observe() runs no hedged probes and
+    # applies its own 1 s deadline: a probe of a dead link costs ~20 edge-only frames here, so
+    # probes every 4-64 frames cost 10% (1.104x edge-only before); spaced by what the last one
+    # cost, 2% of the frames between them.
+    dead = world(30, seed=7, uplink=constant(0.05e6), edge_factor=3.0)
+    assert int(np.argmin(dead.expected(0.0))) == dead.edge_cut
+    edge = run_policy(dead, "edge", 1000, seed=3)
+    run = run_policy(dead, "partnner", 1000, seed=3, contract_only=True)
+    assert run.mean < 1.05 * edge.mean
+    # ... and a link that comes back is still found, later than with cheap probes.
+    back = world(30, seed=7, uplink=steps([(0, 0.05e6), (20, 100e6)]), edge_factor=3.0)
+    run = run_policy(back, "partnner", 1500, seed=3, contract_only=True)
+    i0 = int(np.searchsorted(run.start, 20))
+    j = frames_to_within(run.ratio, i0)
+    assert j is not None and j < 0.8 * (len(run.start) - i0), j
+
+
 def test_edge_slowdown_moves_work_to_the_cloud():
     w = world(40, seed=9, uplink=constant(8e6), slow=[(0, 1), (30, 6)])
     before, after = int(np.argmin(w.expected(29))), int(np.argmin(w.expected(31)))
