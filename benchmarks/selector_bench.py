@@ -218,8 +218,8 @@ def main(argv=None):
         args.frames, args.worlds, args.seeds = 800, 8, "0"
     seeds = [int(x) for x in args.seeds.split(",")]
     t0 = time.perf_counter()
-    tasks = [(label, held, seed, args.worlds, args.frames, args.stalls, args.contract_only) for label, held in (("tune", False), ("held-out", True))
-             if args.split in ("both", label) for seed in seeds]
+    tasks = [(label, held, seed, args.worlds, args.frames, args.stalls, args.contract_only)
+             for label, held in (("tune", False), ("held-out", True)) if args.split in ("both", label) for seed in seeds]
     with ProcessPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
         results = list(pool.map(_split, tasks))
     summaries, rows_by = [], {}
