@@ -1,7 +1,7 @@
 """Selector benchmark: partnner against the per-frame oracle, the best static cut and Neurosurgeon.
 
     .venv/bin/python benchmarks/selector_bench.py [--quick] [--frames 1500] [--worlds 24] [--seeds 0,7,13] [--stalls P]
-        [--contract-only]
+        [--contract-only [--harness-deadline S]]
 
 Worlds are drawn at random (seeded) from the real profiles in benchmarks/profiles/ (plus
 synthetic ones): edges 1.5-20x slower than the profiled machine, clouds 1-20x faster, the real
@@ -12,7 +12,9 @@ another set of worlds: seed 0 is the one the policy was tuned on, the others che
 it has not seen. Writes benchmarks/results/selector_bench.md.
 
 ``--contract-only`` drives the policies through ``choose()`` and ``observe()`` alone, as an outside
-harness does (no hedged frames, no deadline hints), and writes selector_bench_contract.md.
+harness does (no hedged frames, no deadline hints), and writes selector_bench_contract.md; such a
+harness gives up on the cloud after ``--harness-deadline`` seconds (1; ``inf``: never, written to
+selector_bench_contract_nodeadline.md), for the fixed cuts it is compared with too.
 
 ``--stalls P`` draws the same worlds with host stalls (each frame, with chance P, the edge or the
 cloud runs 1.4-2x slow for 1-3 frames, as the testbed's shared host does; see
@@ -103,11 +105,12 @@ def make_worlds(n, seed, held_out, stalls=0.0):
     return worlds
 
 
-def measure(worlds, frames, seed, contract_only=False):
+def measure(worlds, frames, seed, contract_only=False, harness_deadline_s=1.0):
     rows = []
     for kind, w in worlds:
         t0 = time.perf_counter()
-        _, s = simulate(w, ["partnner", "neurosurgeon"], frames=frames, seed=seed, contract_only=contract_only)
+        _, s = simulate(w, ["partnner", "neurosurgeon"], frames=frames, seed=seed, contract_only=contract_only,
+                        harness_deadline_s=harness_deadline_s)
         p, ns, o, st = (s["policies"][k] for k in ("partnner", "neurosurgeon", "oracle", "static"))
         rows.append({
             "world": w.name, "kind": kind, "vs_oracle": p["vs_oracle"], "vs_static": p["vs_static"],
@@ -153,7 +156,9 @@ def report(summaries, rows_by, args, wall):
     lines = ["# Selector benchmark", "",
              f"Command: `.venv/bin/python benchmarks/selector_bench.py --frames {args.frames} --worlds {args.worlds}"
              f" --seeds {args.seeds}" + (f" --stalls {args.stalls}" if args.stalls else "")
-             + (" --contract-only" if args.contract_only else "") + f"`; {wall:.0f} s wall.", "",
+             + (" --contract-only" if args.contract_only else "")
+             + (f" --harness-deadline {args.harness_deadline:g}" if args.contract_only and args.harness_deadline != 1.0
+                else "") + f"`; {wall:.0f} s wall.", "",
              "Per-frame oracle: the best cut under each frame's true, noise-free conditions. Best static: the fixed",
              "cut with the lowest mean in hindsight. Recovery: frames after a step change of bandwidth or load until",
              "the chosen cut is within 10% of the oracle's for 3 frames in a row. Convergence: wall time from",
@@ -161,8 +166,10 @@ def report(summaries, rows_by, args, wall):
              "Neurosurgeon's time over partnner's (step worlds, whose conditions start steady). Each seed draws",
              "its own worlds (seed 0: the ones the policy was tuned on); \"all\" pools every seed's worlds."]
     if args.contract_only:
+        gives_up = ("never gives up on the cloud" if math.isinf(args.harness_deadline)
+                    else f"gives up on the cloud after {args.harness_deadline:g} s")
         lines += ["Driven through the contract alone, as an outside harness does: `choose()` and `observe()`, no",
-                  "hedged frames offered, no deadline asked (the harness's own, 1 s as for the fixed cuts, applies)."]
+                  f"hedged frames offered, no deadline asked; the harness {gives_up}, for the fixed cuts too."]
     if args.stalls:
         lines += [f"Host stalls in every world: each frame, with chance {args.stalls}, the edge or the cloud runs",
                   "1.4-2x slow for 1-3 frames (drawn on their own random stream: the worlds are otherwise the same)."]
@@ -197,9 +204,9 @@ def report(summaries, rows_by, args, wall):
 
 def _split(task):
     """One split of one seed: (label, seed, rows) (run in a worker process)."""
-    label, held, seed, worlds, frames, stalls, contract_only = task
+    label, held, seed, worlds, frames, stalls, contract_only, harness_deadline_s = task
     return label, seed, measure(make_worlds(worlds, seed + (1000 if held else 0), held, stalls), frames, seed,
-                                contract_only)
+                                contract_only, harness_deadline_s)
 
 
 def main(argv=None):
@@ -212,13 +219,17 @@ def main(argv=None):
     ap.add_argument("--stalls", type=float, default=0.0, help="chance a frame starts a host stall (e.g. 0.02)")
     ap.add_argument("--contract-only", action="store_true",
                     help="drive the policies through choose()/observe() alone, as an outside harness does")
+    ap.add_argument("--harness-deadline", type=float, default=1.0,
+                    help="with --contract-only: the harness gives up on the cloud after this many seconds "
+                         "(inf: never), for every policy")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.frames, args.worlds, args.seeds = 800, 8, "0"
     seeds = [int(x) for x in args.seeds.split(",")]
     t0 = time.perf_counter()
-    tasks = [(label, held, seed, args.worlds, args.frames, args.stalls, args.contract_only)
+    tasks = [(label, held, seed, args.worlds, args.frames, args.stalls, args.contract_only,
+              args.harness_deadline)
              for label, held in (("tune", False), ("held-out", True)) if args.split in ("both", label) for seed in seeds]
     with ProcessPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
         results = list(pool.map(_split, tasks))
@@ -245,7 +256,9 @@ def main(argv=None):
                       f"rec={r['recovery']} conv={r['conv_p']:.2f}/{r['conv_ns']:.2f}")
     wall = time.perf_counter() - t0
     if not args.no_write:
-        name = "selector_bench" + ("_stalls" if args.stalls else "") + ("_contract" if args.contract_only else "")
+        contract = "" if not args.contract_only else "_contract" if args.harness_deadline == 1.0 else (
+            "_contract_nodeadline" if math.isinf(args.harness_deadline) else f"_contract_{args.harness_deadline:g}s")
+        name = "selector_bench" + ("_stalls" if args.stalls else "") + contract
         out = HERE / "results" / f"{name}.md"
         out.parent.mkdir(exist_ok=True)
         out.write_text(report(summaries, rows_by, args, wall))

@@ -106,8 +106,8 @@ def _upload_s(world, t, cut):
 
 class ContractOnly:
     """A selector seen through the contract alone, as an outside harness drives it: choose()
-    and observe(), no hedged frames offered, no deadline asked (the harness's own, DEADLINE_S,
-    applies, as it does to the fixed cuts it is compared with)."""
+    and observe(), no hedged frames offered, no deadline asked (the harness gives up after its
+    own, ``harness_deadline_s`` in run_policy and simulate, inf for never)."""
 
     def __init__(self, selector):
         self._selector = selector
@@ -119,9 +119,11 @@ class ContractOnly:
         self._selector.observe(obs)
 
 
-def run_policy(world, policy, frames, seed=0, selector=None, profile=None, contract_only=False, **options):
+def run_policy(world, policy, frames, seed=0, selector=None, profile=None, contract_only=False,
+               harness_deadline_s=DEADLINE_S, **options):
     """Simulate ``frames`` frames of ``policy`` (a name, or "oracle") in ``world``.
-    ``contract_only``: drive the selector as an outside harness does (:class:`ContractOnly`)."""
+    ``contract_only``: drive the selector as an outside harness does (:class:`ContractOnly`),
+    which gives up on the cloud after ``harness_deadline_s``."""
     z = noise_table(world, frames, seed)
     oracle = policy == "oracle"
     if selector is None and not oracle:
@@ -165,7 +167,7 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, contr
                     cut=c, edge_s=e, transfer_s=n, cloud_s=k, bytes_sent=int(world.bytes[c]))
                 hedge_end, news = t + wait + e + full, full
         elif not world.is_edge[c]:
-            d = np.inf if oracle else _deadline(selector, c)
+            d = np.inf if oracle else harness_deadline_s if contract_only else _deadline(selector, c)
             if n + k > d:
                 timed_out = True
                 fallback = e_full * world.slow(t) * z[i, 0]
@@ -193,8 +195,9 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, contr
         tout, cols["ratio"], lead_s=lead)
 
 
-def run_static(world, frames, seed=0):
-    """Mean latency of every fixed cut (each with the runtime's default deadline), in lockstep."""
+def run_static(world, frames, seed=0, deadline_s=DEADLINE_S):
+    """Mean latency of every fixed cut, each with the runtime's default deadline (or
+    ``deadline_s``; inf: none), in lockstep."""
     z = noise_table(world, frames, seed)
     n_cuts = len(world.manifest.cuts)
     t = np.zeros(n_cuts)
@@ -208,12 +211,12 @@ def run_static(world, frames, seed=0):
         n = (up + world.rtt_s + world.down_s) * z[i, 1]
         k = world.cloud_s * world.load(t) * z[i, 2]
         down = (t < up_at) & ~world.is_edge
-        late = (n + k > DEADLINE_S) & ~world.is_edge & ~down
+        late = (n + k > deadline_s) & ~world.is_edge & ~down
         fallback = e_full * world.slow(t) * z[i, 0]
         lat = np.where(world.is_edge, e, np.where(down, fallback, np.where(
-            late, e + DEADLINE_S + fallback, e + n + k)))
+            late, e + deadline_s + fallback, e + n + k)))
         for c in np.flatnonzero(late):
-            up_at[c] = link_up_at(world, t[c] + e[c] + DEADLINE_S, t[c] + e[c] + up[c])
+            up_at[c] = link_up_at(world, t[c] + e[c] + deadline_s, t[c] + e[c] + up[c])
         tot += lat
         t += lat
     return tot / frames, cuts
@@ -257,17 +260,22 @@ def recovery_frames(run, changes):
     return out
 
 
-def simulate(world, policies, frames=1000, seed=0, neurosurgeon_profile=None, contract_only=False):
+def simulate(world, policies, frames=1000, seed=0, neurosurgeon_profile=None, contract_only=False,
+             harness_deadline_s=DEADLINE_S):
     """Run every policy plus the oracle and the best static cut; returns (runs, summary dict).
-    ``contract_only``: the policies are driven through the contract alone (:class:`ContractOnly`)."""
+    ``contract_only``: the policies are driven through the contract alone (:class:`ContractOnly`)
+    by a harness that gives up after ``harness_deadline_s``, on the fixed cuts too."""
     if frames < 1:
         raise PartnnerError(f"frames: expected >= 1, received {frames}")
     runs = {"oracle": run_policy(world, "oracle", frames, seed)}
     for p in policies:
-        runs[p] = run_policy(world, p, frames, seed, profile=neurosurgeon_profile, contract_only=contract_only)
-    static_means, _ = run_static(world, frames, seed)
+        runs[p] = run_policy(world, p, frames, seed, profile=neurosurgeon_profile, contract_only=contract_only,
+                             harness_deadline_s=harness_deadline_s)
+    deadline = harness_deadline_s if contract_only else DEADLINE_S
+    static_means, _ = run_static(world, frames, seed, deadline_s=deadline)
     best_static = int(np.argmin(static_means))
-    runs["static"] = run_policy(world, f"fixed:{best_static}", frames, seed)
+    runs["static"] = run_policy(world, f"fixed:{best_static}", frames, seed, contract_only=contract_only,
+                                harness_deadline_s=deadline)
     o = runs["oracle"].mean
     rows = {}
     for name, r in runs.items():

@@ -91,6 +91,18 @@ def test_after_a_timeout_frames_run_edge_only_until_a_ping_is_answered():
     assert means[w.manifest.cloud_only] == pytest.approx(r.mean, rel=1e-9)
 
 
+def test_a_harness_that_never_gives_up_waits_out_the_link():
+    # Driven through the contract alone by a harness without a deadline, cloud-only waits out
+    # the bad stretch instead of timing out; the static sweep prices the fixed cuts the same way.
+    w = world(8, seed=5, uplink=steps([(0, 20e6), (1, 20e3), (4, 20e6)]), noise=0.0)
+    waits = run_policy(w, "cloud", 120, seed=0, contract_only=True, harness_deadline_s=np.inf)
+    gives_up = run_policy(w, "cloud", 120, seed=0, contract_only=True)
+    assert waits.timed_out.sum() == 0 and gives_up.timed_out.sum() == 1
+    assert waits.total.max() > 2.0 and np.all(waits.cut == w.manifest.cloud_only)
+    means, _ = run_static(w, 120, seed=0, deadline_s=np.inf)
+    assert means[w.manifest.cloud_only] == pytest.approx(waits.mean, rel=1e-9)
+
+
 def test_a_link_that_never_answers_stays_down():
     w = world(4, seed=1, uplink=steps([(0, 20e6), (1, 0)]), noise=0.0)
     assert link_up_at(w, 1.5, 1.5) == np.inf
