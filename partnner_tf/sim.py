@@ -68,13 +68,8 @@ def noise_table(world, frames, seed):
     return z
 
 
-def _never(cut):
-    return False
-
-
 def _deadline(selector, cut):
-    hint = getattr(selector, "deadline_s", None)
-    d = hint(cut) if hint is not None else None
+    d = selector.deadline_s(cut) if selector is not None else None
     d = DEADLINE_S if d is None else d
     return min(max(float(d), MIN_DEADLINE_S), MAX_DEADLINE_S)
 
@@ -150,7 +145,7 @@ def run_policy(world, policy, frames, seed=0, selector=None, profile=None, contr
             c = world.edge_cut
         e, n, k = (float(v[0]) for v in world.components(t, [c], z[i]))
         timed_out = False
-        hedged = not oracle and not world.is_edge[c] and bool(getattr(selector, "hedge", _never)(c))
+        hedged = not oracle and not contract_only and not world.is_edge[c] and selector.hedge(c)
         # The edge-only interpreter runs one thing at a time: a frame that needs it waits for a
         # hedge still running (the prefixes and the cloud leg do not).
         wait = max(hedge_end - t, 0.0) if hedged or world.is_edge[c] else 0.0
