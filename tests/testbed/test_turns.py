@@ -18,10 +18,14 @@ def test_a_turn_goes_on_while_the_link_is_down_so_the_probe_finds_it_back(conver
     # Two slow edge-only processes take turns of 0.5 s beside the cloud-only one: longer than a
     # ping's timeout, so a probe that had to wait for its process's next turn would miss.
     slow = {"cpus": 1, "quota": 0.0003}
+    # The cloud-only process runs for link time past the link's return, not for a number of
+    # frames: its edge-only frames take ~1 ms here, and 200 of them ended at 1.26 s of link time,
+    # before the link came back.
+    cloud = dict(frames=100_000, duration_s=RETURNS + 0.7, emulation={"cpus": 1, "quota": 0.01})
     with start_daemon([out]) as daemon:
-        specs = {name: dict(out=out, policy=name.split("_")[0], frames=200 if name == "cloud" else 16,
-                            log_path=tmp_path / f"{name}.jsonl", daemon_endpoint=daemon.endpoint, link=link,
-                            emulation={"cpus": 1, "quota": 0.01} if name == "cloud" else slow)
+        specs = {name: dict(out=out, policy=name.split("_")[0], log_path=tmp_path / f"{name}.jsonl",
+                            daemon_endpoint=daemon.endpoint, link=link,
+                            **(cloud if name == "cloud" else dict(frames=16, emulation=slow)))
                  for name in ("cloud", "edge_a", "edge_b")}
         got = run_in_turns(specs)
     frames = got["cloud"]
