@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from partnner_tf.constants import DEADLINE_S
 from partnner_tf.sim import run_policy, run_static, simulate  # noqa: F401
 from partnner_tf.sim_world import load_profile, make_world, synthetic_manifest, synthetic_profile
 from partnner_tf.traces import load_trace, steps, traces_dir
@@ -105,7 +106,7 @@ def make_worlds(n, seed, held_out, stalls=0.0):
     return worlds
 
 
-def measure(worlds, frames, seed, contract_only=False, harness_deadline_s=1.0):
+def measure(worlds, frames, seed, contract_only=False, harness_deadline_s=DEADLINE_S):
     rows = []
     for kind, w in worlds:
         t0 = time.perf_counter()
@@ -157,8 +158,8 @@ def report(summaries, rows_by, args, wall):
              f"Command: `.venv/bin/python benchmarks/selector_bench.py --frames {args.frames} --worlds {args.worlds}"
              f" --seeds {args.seeds}" + (f" --stalls {args.stalls}" if args.stalls else "")
              + (" --contract-only" if args.contract_only else "")
-             + (f" --harness-deadline {args.harness_deadline:g}" if args.contract_only and args.harness_deadline != 1.0
-                else "") + f"`; {wall:.0f} s wall.", "",
+             + (f" --harness-deadline {args.harness_deadline:g}"
+                if args.contract_only and args.harness_deadline != DEADLINE_S else "") + f"`; {wall:.0f} s wall.", "",
              "Per-frame oracle: the best cut under each frame's true, noise-free conditions. Best static: the fixed",
              "cut with the lowest mean in hindsight. Recovery: frames after a step change of bandwidth or load until",
              "the chosen cut is within 10% of the oracle's for 3 frames in a row. Convergence: wall time from",
@@ -219,7 +220,7 @@ def main(argv=None):
     ap.add_argument("--stalls", type=float, default=0.0, help="chance a frame starts a host stall (e.g. 0.02)")
     ap.add_argument("--contract-only", action="store_true",
                     help="drive the policies through choose()/observe() alone, as an outside harness does")
-    ap.add_argument("--harness-deadline", type=float, default=1.0,
+    ap.add_argument("--harness-deadline", type=float, default=DEADLINE_S,
                     help="with --contract-only: the harness gives up on the cloud after this many seconds "
                          "(inf: never), for every policy")
     ap.add_argument("--no-write", action="store_true")
@@ -256,7 +257,7 @@ def main(argv=None):
                       f"rec={r['recovery']} conv={r['conv_p']:.2f}/{r['conv_ns']:.2f}")
     wall = time.perf_counter() - t0
     if not args.no_write:
-        contract = "" if not args.contract_only else "_contract" if args.harness_deadline == 1.0 else (
+        contract = "" if not args.contract_only else "_contract" if args.harness_deadline == DEADLINE_S else (
             "_contract_nodeadline" if math.isinf(args.harness_deadline) else f"_contract_{args.harness_deadline:g}s")
         name = "selector_bench" + ("_stalls" if args.stalls else "") + contract
         out = HERE / "results" / f"{name}.md"
