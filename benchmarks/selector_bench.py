@@ -1,7 +1,7 @@
 """Selector benchmark: partnner against the per-frame oracle, the best static cut and Neurosurgeon.
 
     .venv/bin/python benchmarks/selector_bench.py [--quick] [--frames 1500] [--worlds 24] [--seeds 0,7,13] [--stalls P]
-        [--contract-only [--harness-deadline S]]
+        [--contract-only [--harness-deadline S]] [--profiles DIR]
 
 Worlds are drawn at random (seeded) from the real profiles in benchmarks/profiles/ (plus
 synthetic ones): edges 1.5-20x slower than the profiled machine, clouds 1-20x faster, the real
@@ -15,6 +15,11 @@ it has not seen. Writes benchmarks/results/selector_bench.md.
 harness does (no hedged frames, no deadline hints), and writes selector_bench_contract.md; such a
 harness gives up on the cloud after ``--harness-deadline`` seconds (1; ``inf``: never, written to
 selector_bench_contract_nodeadline.md), for the fixed cuts it is compared with too.
+
+``--profiles DIR`` draws every world from the profiles in DIR instead (no synthetic ones, the
+LTE traces for "tune", the 3G traces for "held-out"): architectures the policy was never run on,
+such as benchmarks/profiles_unseen/ (InceptionV3, DenseNet121, MobileNetV3Small), and writes
+selector_bench_<DIR's name>.md.
 
 ``--stalls P`` draws the same worlds with host stalls (each frame, with chance P, the edge or the
 cloud runs 1.4-2x slow for 1-3 frames, as the testbed's shared host does; see
@@ -42,8 +47,14 @@ TUNE_TRACES = ["Verizon-LTE-short.up", "TMobile-LTE-short.up", "ATT-LTE-driving-
 HELD_TRACES = ["TMobile-UMTS-driving.up", "Verizon-EVDO-driving.up"]
 
 
-def profiles():
-    """(name, profile dict, held_out) for every real profile, plus synthetic ones for tuning."""
+def profiles(folder=None):
+    """(name, profile dict, held_out) for every real profile, plus synthetic ones for tuning; with
+    ``folder``, the profiles there alone, for both splits."""
+    if folder is not None:
+        found = [(p.stem, load_profile(p), True) for p in sorted(Path(folder).glob("*.json"))]
+        if not found:
+            raise SystemExit(f"--profiles {folder}: no profile JSON there (partnner profile OUT -o FILE writes one)")
+        return found
     out = []
     for p in sorted((HERE / "profiles").glob("*.json")):
         prof = load_profile(p)
@@ -61,14 +72,14 @@ def _lu(rng, lo, hi):
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
-def make_worlds(n, seed, held_out, stalls=0.0):
+def make_worlds(n, seed, held_out, stalls=0.0, profile_dir=None):
     """``n`` worlds of each kind (trace, step) for the tune or the held-out split."""
     rng = np.random.default_rng(seed)
     # A hedged edge-only run shares the edge's CPU with the cloud request: on the testbed's
     # emulated boards the first frame's hedge took 1.1-2.1x (median 1.3x) the edge-only time.
     # Drawn from its own stream, so the worlds are otherwise the same as without it.
     hedge_rng = np.random.default_rng([seed, 1])
-    profs = [p for p in profiles() if p[2] == held_out] or profiles()
+    profs = [p for p in profiles(profile_dir) if p[2] == held_out] or profiles(profile_dir)
     names = HELD_TRACES if held_out else TUNE_TRACES
     traces = [load_trace(TRACES / t) for t in names if (TRACES / t).exists()]
     worlds = []
@@ -157,6 +168,7 @@ def report(summaries, rows_by, args, wall):
     lines = ["# Selector benchmark", "",
              f"Command: `.venv/bin/python benchmarks/selector_bench.py --frames {args.frames} --worlds {args.worlds}"
              f" --seeds {args.seeds}" + (f" --stalls {args.stalls}" if args.stalls else "")
+             + (f" --profiles {args.profiles}" if args.profiles else "")
              + (" --contract-only" if args.contract_only else "")
              + (f" --harness-deadline {args.harness_deadline:g}"
                 if args.contract_only and args.harness_deadline != DEADLINE_S else "") + f"`; {wall:.0f} s wall.", "",
@@ -171,6 +183,10 @@ def report(summaries, rows_by, args, wall):
                     else f"gives up on the cloud after {args.harness_deadline:g} s")
         lines += ["Driven through the contract alone, as an outside harness does: `choose()` and `observe()`, no",
                   f"hedged frames offered, no deadline asked; the harness {gives_up}, for the fixed cuts too."]
+    if args.profiles:
+        names = ", ".join(name for name, _, _ in profiles(args.profiles))
+        lines += [f"Every world is drawn from the profiles in `{args.profiles}` alone ({names}; no synthetic ones),",
+                  "with the LTE traces for \"tune\" and the 3G traces for \"held-out\"."]
     if args.stalls:
         lines += [f"Host stalls in every world: each frame, with chance {args.stalls}, the edge or the cloud runs",
                   "1.4-2x slow for 1-3 frames (drawn on their own random stream: the worlds are otherwise the same)."]
@@ -205,9 +221,9 @@ def report(summaries, rows_by, args, wall):
 
 def _split(task):
     """One split of one seed: (label, seed, rows) (run in a worker process)."""
-    label, held, seed, worlds, frames, stalls, contract_only, harness_deadline_s = task
-    return label, seed, measure(make_worlds(worlds, seed + (1000 if held else 0), held, stalls), frames, seed,
-                                contract_only, harness_deadline_s)
+    label, held, seed, worlds, frames, stalls, contract_only, harness_deadline_s, profile_dir = task
+    return label, seed, measure(make_worlds(worlds, seed + (1000 if held else 0), held, stalls, profile_dir), frames,
+                                seed, contract_only, harness_deadline_s)
 
 
 def main(argv=None):
@@ -223,14 +239,18 @@ def main(argv=None):
     ap.add_argument("--harness-deadline", type=float, default=DEADLINE_S,
                     help="with --contract-only: the harness gives up on the cloud after this many seconds "
                          "(inf: never), for every policy")
+    ap.add_argument("--profiles", metavar="DIR", default=None,
+                    help="draw every world from the profile JSONs in DIR (no synthetic ones)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.frames, args.worlds, args.seeds = 800, 8, "0"
     seeds = [int(x) for x in args.seeds.split(",")]
     t0 = time.perf_counter()
+    if args.profiles:
+        profiles(args.profiles)  # a folder with no profile says so here, not in a worker
     tasks = [(label, held, seed, args.worlds, args.frames, args.stalls, args.contract_only,
-              args.harness_deadline)
+              args.harness_deadline, args.profiles)
              for label, held in (("tune", False), ("held-out", True)) if args.split in ("both", label) for seed in seeds]
     with ProcessPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1)) as pool:
         results = list(pool.map(_split, tasks))
@@ -259,7 +279,8 @@ def main(argv=None):
     if not args.no_write:
         contract = "" if not args.contract_only else "_contract" if args.harness_deadline == DEADLINE_S else (
             "_contract_nodeadline" if math.isinf(args.harness_deadline) else f"_contract_{args.harness_deadline:g}s")
-        name = "selector_bench" + ("_stalls" if args.stalls else "") + contract
+        name = ("selector_bench" + (f"_{Path(args.profiles).resolve().name}" if args.profiles else "")
+                + ("_stalls" if args.stalls else "") + contract)
         out = HERE / "results" / f"{name}.md"
         out.parent.mkdir(exist_ok=True)
         out.write_text(report(summaries, rows_by, args, wall))
