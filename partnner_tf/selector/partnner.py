@@ -520,7 +520,9 @@ class Partnner(Selector):
         remote = self._remote_s[cand]
         e_cut = est[cand] - remote
         wait = 1.2 * np.maximum(e_full - e_cut, 0.0) + 0.01
-        lost = e_cut if self.hedging else e_cut + wait  # hedged: the edge-only run went alongside
+        # Lost: hedged, the edge-only run beside it answers, as slowed as hedges are seen to be;
+        # unhedged, the edge reruns the frame after the wait.
+        lost = e_cut + ((self.hedge_slow - 1.0) * e_full if self.hedging else wait)
         cost = np.where(remote <= wait, est[cand] - e_full, lost)
         return int(cand[np.argmin(cost)])
 
