@@ -79,7 +79,8 @@ def make_worlds(n, seed, held_out, stalls=0.0, profile_dir=None):
     # emulated boards the first frame's hedge took 1.1-2.1x (median 1.3x) the edge-only time.
     # Drawn from its own stream, so the worlds are otherwise the same as without it.
     hedge_rng = np.random.default_rng([seed, 1])
-    profs = [p for p in profiles(profile_dir) if p[2] == held_out] or profiles(profile_dir)
+    every = profiles(profile_dir)
+    profs = [p for p in every if p[2] == held_out] or every
     names = HELD_TRACES if held_out else TUNE_TRACES
     traces = [load_trace(TRACES / t) for t in names if (TRACES / t).exists()]
     worlds = []
