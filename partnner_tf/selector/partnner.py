@@ -514,7 +514,8 @@ class Partnner(Selector):
 
     def _cheapest_probe(self, cand, est):
         """The candidate whose probe costs least: one that should finish within its deadline
-        costs its extra latency; one that would time out costs its prefix plus the wait."""
+        costs its extra latency; one that would not costs its prefix plus, hedged, the slowed
+        edge-only run's extra, unhedged, the wait."""
         e_full = float(est[self.E])
         self.estimates()
         remote = self._remote_s[cand]
