@@ -9,7 +9,8 @@ cellular traces scaled 0.3-8x, RTT 5-80 ms, cloud load steps of 3-12x, edge slow
 are split in two: "tune" (MobileNetV2 and synthetic profiles, the LTE traces) and "held-out"
 (the other profiles and the 3G traces), which the policy was not tuned on. Each seed draws
 another set of worlds: seed 0 is the one the policy was tuned on, the others check it on worlds
-it has not seen. Writes benchmarks/results/selector_bench.md.
+it has not seen. Writes benchmarks/results/selector_bench.md (other seeds than 0,7,13: with
+``_seeds<s1-s2-...>`` at the end of the name, here and below).
 
 ``--contract-only`` drives the policies through ``choose()`` and ``observe()`` alone, as an outside
 harness does (no hedged frames, no deadline hints), and writes selector_bench_contract.md; such a
@@ -45,6 +46,8 @@ HERE = Path(__file__).resolve().parent
 TRACES = traces_dir()
 TUNE_TRACES = ["Verizon-LTE-short.up", "TMobile-LTE-short.up", "ATT-LTE-driving-2016.up"]
 HELD_TRACES = ["TMobile-UMTS-driving.up", "Verizon-EVDO-driving.up"]
+#: The seeds drawn by default (0: the worlds the policy was tuned on); others go to their own file.
+SEEDS = "0,7,13"
 
 
 def profiles(folder=None):
@@ -231,7 +234,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=1500)
     ap.add_argument("--worlds", type=int, default=24, help="worlds per split")
-    ap.add_argument("--seeds", default="0,7,13", help="comma-separated seeds, each its own worlds")
+    ap.add_argument("--seeds", default=SEEDS, help="comma-separated seeds, each its own worlds (others than "
+                    "the default are written to a file named after them)")
     ap.add_argument("--quick", action="store_true", help="8 worlds per split, 800 frames, seed 0")
     ap.add_argument("--split", choices=["tune", "held-out", "both"], default="both")
     ap.add_argument("--stalls", type=float, default=0.0, help="chance a frame starts a host stall (e.g. 0.02)")
@@ -280,8 +284,9 @@ def main(argv=None):
     if not args.no_write:
         contract = "" if not args.contract_only else "_contract" if args.harness_deadline == DEADLINE_S else (
             "_contract_nodeadline" if math.isinf(args.harness_deadline) else f"_contract_{args.harness_deadline:g}s")
+        seeds = "" if args.quick or args.seeds == SEEDS else "_seeds" + args.seeds.replace(",", "-")
         name = ("selector_bench" + (f"_{Path(args.profiles).resolve().name}" if args.profiles else "")
-                + ("_stalls" if args.stalls else "") + contract)
+                + ("_stalls" if args.stalls else "") + contract + seeds)
         out = HERE / "results" / f"{name}.md"
         out.parent.mkdir(exist_ok=True)
         out.write_text(report(summaries, rows_by, args, wall))
