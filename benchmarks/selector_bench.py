@@ -186,7 +186,9 @@ def report(summaries, rows_by, args, wall):
         gives_up = ("never gives up on the cloud" if math.isinf(args.harness_deadline)
                     else f"gives up on the cloud after {args.harness_deadline:g} s")
         lines += ["Driven through the contract alone, as an outside harness does: `choose()` and `observe()`, no",
-                  f"hedged frames offered, no deadline asked; the harness {gives_up}, for the fixed cuts too."]
+                  f"hedged frames offered, no deadline asked; the harness {gives_up}, for the fixed cuts and",
+                  "the oracle too (a cut whose link + cloud time is over its deadline costs the wait and an",
+                  "edge-only rerun)."]
     if args.profiles:
         names = ", ".join(name for name, _, _ in profiles(args.profiles))
         lines += [f"Every world is drawn from the profiles in `{args.profiles}` alone ({names}; no synthetic ones),",
