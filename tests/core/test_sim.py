@@ -13,7 +13,7 @@ from partnner_tf.sim import format_table, link_up_at, run_policy, run_static, si
 from partnner_tf.sim_world import (Schedule, load_profile, make_world, parse_steps, synthetic_manifest,
                                    synthetic_profile)
 from tests.core.test_traces import TRACES, needs_traces
-from tests.core.worlds import constant, steps, world
+from tests.core.worlds import constant, steps, table_world, world
 
 
 def test_same_seed_same_frames_other_seed_other_noise():
@@ -109,8 +109,6 @@ def test_through_the_contract_alone_the_oracle_faces_the_harness_deadline_too():
     # its oracle, like the fixed cuts it is compared with, must not count on the wait (it did:
     # 0.64x the best fixed cut, and held-out seed 13 world 22 of the contract-only bench 2.03x
     # its oracle where the best fixed cut was 1.64x).
-    from tests.core.worlds import table_world
-
     w = table_world("slow_edge", [(110592, 0, 4e9), (73728, 3e8, 3.7e9), (8192, 3.6e9, 4e8), (0, 4e9, 0)],
                     edge_s=[0.0, 0.5, 3.2, 3.5], cloud_s=[0.2, 0.18, 0.02, 0.0], uplink=constant(0.4e6),
                     rtt_s=0.02, noise=0.0)
