@@ -286,9 +286,9 @@ def main(argv=None):
     if not args.no_write:
         contract = "" if not args.contract_only else "_contract" if args.harness_deadline == DEADLINE_S else (
             "_contract_nodeadline" if math.isinf(args.harness_deadline) else f"_contract_{args.harness_deadline:g}s")
-        seeds = "" if args.quick or args.seeds == SEEDS else "_seeds" + args.seeds.replace(",", "-")
+        drawn = "" if args.quick or args.seeds == SEEDS else "_seeds" + args.seeds.replace(",", "-")
         name = ("selector_bench" + (f"_{Path(args.profiles).resolve().name}" if args.profiles else "")
-                + ("_stalls" if args.stalls else "") + contract + seeds)
+                + ("_stalls" if args.stalls else "") + contract + drawn)
         out = HERE / "results" / f"{name}.md"
         out.parent.mkdir(exist_ok=True)
         out.write_text(report(summaries, rows_by, args, wall))
