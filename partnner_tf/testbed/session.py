@@ -13,6 +13,7 @@ sees the trace as it would alone (and ``partnner sim`` can replay the same world
 import json
 import logging
 import os
+import random
 import subprocess
 import time
 from pathlib import Path
@@ -191,6 +192,16 @@ def run_edge(out, policy, *, on_frame=None, **kwargs):
     return session.frames_run()
 
 
+def turn_order(names, rounds):
+    """The order of round ``rounds`` of turns: ``names`` shuffled, seeded by the round, so what
+    runs just before a process varies (a turn may find the host still busy with the one before:
+    the cloud daemon's threads, the relay) the same way for every process, and a bench is
+    repeatable."""
+    order = list(names)
+    random.Random(rounds).shuffle(order)
+    return order
+
+
 def run_in_turns(specs):
     """Run several edge processes in turns (:data:`TURN_FRAMES` frames each); ``specs`` maps a name to
     :class:`EdgeSession` arguments. Returns ``{name: frames or EmulationError}``; a failed process
@@ -208,15 +219,16 @@ def run_in_turns(specs):
         for s in sessions.values():
             s.start_clocks()
             s.relay.pause()
-        live = dict(sessions)
+        live, rounds = dict(sessions), 0
         while live:
-            for name in list(live):
+            for name in turn_order(list(live), rounds):
                 try:
                     if not live[name].turn():
                         del live[name]
                 except (PartnnerError, OSError) as exc:
                     results[name] = exc
                     del live[name]
+            rounds += 1
         for name, s in sessions.items():
             results.setdefault(name, s.frames_run())
     finally:

@@ -129,3 +129,25 @@ def test_runs_in_turns_refuse_a_wall_clock_load_schedule():
 
     with pytest.raises(PartnnerError, match="wall time"):
         run_in_turns({"partnner": {"load": "0=2"}, "edge": {"load": "0=2"}})
+
+
+def test_turns_vary_what_runs_before_each_process_the_same_way_for_all():
+    # Run in a fixed order, the edge-only run always came right after a fixed cut that used the
+    # cloud, and partnner after Neurosurgeon; what runs just before a turn can slow it (the
+    # host may still be busy with it), so the order is shuffled each round, seeded.
+    from collections import Counter
+
+    from partnner_tf.testbed.session import turn_order
+
+    names = ["edge", "cloud", "neurosurgeon", "partnner", "fixed:2", "fixed:3"]
+    assert turn_order(names, 3) == turn_order(names, 3) and sorted(turn_order(names, 3)) == sorted(names)
+    before = Counter()
+    last = None
+    for r in range(25):  # a 100-frame run: 25 rounds of 4-frame turns
+        for name in turn_order(names, r):
+            before[(last, name)] += last is not None and last != name
+            last = name
+    for name in names:
+        others = [before[(o, name)] for o in names if o != name]
+        assert min(others) >= 1 and max(others) <= 10, (name, others)
+    assert turn_order([], 0) == []
