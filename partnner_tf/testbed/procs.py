@@ -109,12 +109,6 @@ def cleanup_all():
             _LIVE.pop(proc.pid, None)
 
 
-def live_pids():
-    """The pids of the process groups still tracked (for tests of cleanup)."""
-    with _LOCK:
-        return [p.pid for p in _LIVE.values() if p.poll() is None]
-
-
 def check_stopping():
     """Raise SystemExit if SIGTERM or SIGINT came. The handler raises too, but wherever the signal
     lands a ``finally`` may replace it: one that pauses a link relay the handler has just ended
