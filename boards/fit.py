@@ -27,7 +27,6 @@ RUNTIME_STORAGE_MB = 200
 ARENA_SLACK = 1.25
 #: Fallback when the Python minimum cannot be read from the installed distribution.
 DEFAULT_REQUIRES_PYTHON = (3, 9)
-_INT_TYPES = (np.int8, np.uint8)
 
 
 @dataclass(frozen=True)
