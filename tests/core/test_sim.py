@@ -51,6 +51,20 @@ def test_static_sweep_matches_fixed_policies():
         assert means[c] == pytest.approx(run_policy(w, f"fixed:{c}", 150, seed=3).mean, rel=1e-9)
 
 
+def test_static_sweep_over_a_span_counts_the_frames_that_start_in_it():
+    """Over the world's first seconds only, each fixed cut's mean is that of its own frames that
+    start in them (each cut at its own pace); with no span, all its frames."""
+    w = world(10, seed=1, uplink=steps([(0, 8e6), (3, 0.3e6), (5, 8e6)]), load=[(0, 1), (4, 3)])
+    span = 2.0
+    means, _ = run_static(w, 150, seed=3, span_s=span)
+    for c in (0, 4, 9):
+        run = run_policy(w, f"fixed:{c}", 150, seed=3)
+        inside = run.start < span
+        assert 0 < inside.sum() < 150
+        assert means[c] == pytest.approx(run.total[inside].mean(), rel=1e-9)
+    np.testing.assert_array_equal(run_static(w, 150, seed=3, span_s=np.inf)[0], run_static(w, 150, seed=3)[0])
+
+
 def test_oracle_is_a_lower_envelope():
     w = world(20, seed=3, uplink=steps([(0, 30e6), (10, 0.5e6)]), noise=0.0)
     runs, summary = simulate(w, ["partnner", "edge", "cloud"], frames=300, seed=0)
