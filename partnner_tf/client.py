@@ -12,7 +12,7 @@ import zmq
 
 from partnner_tf import protocol
 from partnner_tf.constants import DEFAULT_ENDPOINT, MAX_MESSAGE_BYTES
-from partnner_tf.errors import Abandoned, CloudError, CloudTimeout, ProtocolError
+from partnner_tf.errors import Abandoned, CloudError, CloudTimeout, PartnnerError, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,18 @@ class CloudClient:
         server_public_key: the daemon's CURVE public key (z85 or certificate path); enables CURVE.
         client_keypair: ``(public, secret)`` z85 keys, or the path of a ``.key_secret`` file.
         context: a zmq.Context to share; a private one is used otherwise.
+        heartbeat_timeout_s: how long the connection may stay silent after a heartbeat before
+            it is dropped and made again (default HEARTBEAT_TIMEOUT_MS). A request in flight on
+            a dropped connection is lost: its reply has nowhere to go.
     """
 
-    def __init__(self, endpoint=DEFAULT_ENDPOINT, *, server_public_key=None, client_keypair=None, context=None):
+    def __init__(self, endpoint=DEFAULT_ENDPOINT, *, server_public_key=None, client_keypair=None, context=None,
+                 heartbeat_timeout_s=None):
+        if heartbeat_timeout_s is not None and not heartbeat_timeout_s > 0:
+            raise PartnnerError(f"heartbeat_timeout_s: expected a positive number of seconds, "
+                                f"received {heartbeat_timeout_s!r}")
+        self._heartbeat_timeout_ms = (HEARTBEAT_TIMEOUT_MS if heartbeat_timeout_s is None
+                                      else max(1, round(heartbeat_timeout_s * 1000)))
         self.endpoint = endpoint
         self._own_context = context is None
         self._ctx = context or zmq.Context()
@@ -147,7 +156,7 @@ class CloudClient:
         s.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         s.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         s.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, self._heartbeat_timeout_ms)
         if self._server_key is not None:
             s.curve_serverkey = self._server_key
             s.curve_publickey, s.curve_secretkey = self._keypair

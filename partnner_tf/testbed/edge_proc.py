@@ -186,11 +186,16 @@ def main(argv=None):
     p.add_argument("--stretch-frame-work", action="store_true", help="... and the rest of each frame's work too")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration-s", type=float, default=0.0, help="stop after this long (0: run every frame)")
+    p.add_argument("--heartbeat-timeout-s", type=float, default=None,
+                   help="the cloud client's heartbeat timeout (default: the client's)")
     a = p.parse_args(argv)
 
+    from partnner_tf.client import CloudClient
     from partnner_tf.runtime.edge import EdgeRuntime, freeze_heap
 
     cloud = None if a.cloud in ("", "none") else a.cloud
+    if cloud is not None and a.heartbeat_timeout_s:
+        cloud = CloudClient(cloud, heartbeat_timeout_s=a.heartbeat_timeout_s)
     options = {"profile": a.profile} if a.profile else None
     budget = {"budget_bytes": int(a.budget_mb * 2**20)} if a.budget_mb else {}
     runtime = EdgeRuntime(a.out, cloud=cloud, selector=a.policy, threads=a.threads,
@@ -205,7 +210,8 @@ def main(argv=None):
     freeze_heap()
     _join_cgroup(a.cgroup, a.cpus)
     print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
-    with runtime, open(a.log, "w", encoding="utf-8") as log:
+    client = cloud if isinstance(cloud, CloudClient) else contextlib.nullcontext()
+    with client, runtime, open(a.log, "w", encoding="utf-8") as log:
         return _serve(runtime, frames, a, log, dilation)
 
 

@@ -48,7 +48,8 @@ class EdgeSession:
     """
 
     def __init__(self, out, policy, *, frames, log_path, emulation, daemon_endpoint, link, profile=None,
-                 load=None, stats_path=None, duration_s=0.0, link_mode="relay", board_mode="dilate"):
+                 load=None, stats_path=None, duration_s=0.0, link_mode="relay", board_mode="dilate",
+                 heartbeat_timeout_s=None):
         emu = emulation_for(emulation)
         if board_mode not in BOARD_MODES:
             raise PartnnerError(f"board mode: expected one of {BOARD_MODES}, received {board_mode!r}")
@@ -80,7 +81,8 @@ class EdgeSession:
                                          offset_s=link.offset_s, stats=stats_path)
             cmd = prefix + edge_command(out, policy, self.relay.endpoint, frames=frames, log_path=log_path,
                                         threads=threads, emulation=emulation, profile=profile,
-                                        board_mode=board_mode, duration_s=duration_s)
+                                        board_mode=board_mode, duration_s=duration_s,
+                                        heartbeat_timeout_s=heartbeat_timeout_s)
             self.proc = procs.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err)
             info = procs.read_ready_line(self.proc, f"edge process ({policy})", timeout_s=180)
             # Capped only now: set-up is not what a board is measured on (and `ip netns exec`
@@ -162,7 +164,7 @@ class EdgeSession:
 
 
 def edge_command(out, policy, cloud, *, frames, log_path, threads, emulation, profile=None, board_mode="dilate",
-                 duration_s=0.0):
+                 duration_s=0.0, heartbeat_timeout_s=None):
     """The edge process's command line; ``emulation`` a board name (whose memory sets the
     prefix cache budget, as on the board) or an ``{"cpus", "quota"}`` dict."""
     cmd = procs.python_cmd("partnner_tf.testbed.edge_proc", out, "--cloud", cloud, "--policy", policy,
@@ -179,6 +181,8 @@ def edge_command(out, policy, cloud, *, frames, log_path, threads, emulation, pr
         cmd += ["--budget-mb", str(budget_mb)]
     if duration_s:
         cmd += ["--duration-s", str(duration_s)]
+    if heartbeat_timeout_s:
+        cmd += ["--heartbeat-timeout-s", str(heartbeat_timeout_s)]
     return cmd
 
 
@@ -202,6 +206,23 @@ def turn_order(names, rounds):
     return order
 
 
+def turns_heartbeat_timeout_s(n):
+    """The cloud client's heartbeat timeout for one of ``n`` edge processes run in turns.
+
+    The client's ZMTP heartbeats run on wall time, but a link stands still while its edge waits for
+    its turn: a pause longer than the timeout (3 s) dropped the connection, and a request sent
+    right after the pause, before the peer's answer to the queued heartbeat came back, was lost
+    with it: in the paper table at 556b540, one ResNet50 frame waited its whole 1.59 s deadline
+    for a reply the daemon could no longer route ("reply dropped reason=Host unreachable"), and
+    over a relay paused 2.9-3.9 s, 9 of 102 pings sent right after the pause were lost. Each link
+    runs about 1/n of the wall time, so the timeout is n times the client's
+    (tests/testbed/test_turns.py shows the connection kept over a pause).
+    """
+    from partnner_tf.client import HEARTBEAT_TIMEOUT_MS
+
+    return n * HEARTBEAT_TIMEOUT_MS / 1000.0
+
+
 def run_in_turns(specs):
     """Run several edge processes in turns (:data:`TURN_FRAMES` frames each); ``specs`` maps a name to
     :class:`EdgeSession` arguments. Returns ``{name: frames or EmulationError}``; a failed process
@@ -210,10 +231,11 @@ def run_in_turns(specs):
     if any(kw.get("load") for kw in specs.values()):
         raise PartnnerError("a cloud load schedule runs on wall time: runs with a load go one after the other")
     sessions, results = {}, {}
+    heartbeat = {"heartbeat_timeout_s": turns_heartbeat_timeout_s(len(specs))}
     try:
         for name, kw in specs.items():
             try:
-                sessions[name] = EdgeSession(**kw)
+                sessions[name] = EdgeSession(**{**heartbeat, **kw})
             except (PartnnerError, OSError) as exc:
                 results[name] = exc
         for s in sessions.values():
