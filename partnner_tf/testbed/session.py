@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from partnner_tf.client import HEARTBEAT_TIMEOUT_MS
 from partnner_tf.errors import EmulationError, PartnnerError
 from partnner_tf.testbed import procs
 from partnner_tf.testbed.board import CpuCap, board_budget_mb, dilation, emulation_for
@@ -218,8 +219,6 @@ def turns_heartbeat_timeout_s(n):
     runs about 1/n of the wall time, so the timeout is n times the client's
     (tests/testbed/test_turns.py shows the connection kept over a pause).
     """
-    from partnner_tf.client import HEARTBEAT_TIMEOUT_MS
-
     return n * HEARTBEAT_TIMEOUT_MS / 1000.0
 
 

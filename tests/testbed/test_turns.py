@@ -1,13 +1,16 @@
-"""Runs in turns: each process's link time runs only in its own turns, and a turn does not end
-while the cloud link is down (the runtime's probe pings in wall time)."""
+"""Runs in turns: each process's link time runs only in its own turns, a turn does not end
+while the cloud link is down (the runtime's probe pings in wall time), and the cloud connection
+outlives the pauses between turns (its heartbeats run in wall time too)."""
 
 import threading
 import time
 
+import pytest
 import zmq
 
 from partnner_tf import protocol
 from partnner_tf.client import CloudClient
+from partnner_tf.errors import PartnnerError
 from partnner_tf.manifest import load_manifest
 from partnner_tf.testbed.bench import resolve_link
 from partnner_tf.testbed.link import LinkProcess
@@ -131,3 +134,6 @@ def test_runs_in_turns_give_their_edges_a_heartbeat_timeout_as_long_as_a_round()
     cmd = edge_command("OUT", "partnner", "tcp://127.0.0.1:1", frames=5, log_path="log", threads=1,
                        emulation="rpi4")
     assert "--heartbeat-timeout-s" not in cmd
+    for bad in (0, -3.0, float("nan")):
+        with pytest.raises(PartnnerError, match="heartbeat_timeout_s"):
+            CloudClient("tcp://127.0.0.1:1", heartbeat_timeout_s=bad)
