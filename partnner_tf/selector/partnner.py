@@ -8,12 +8,13 @@ latency so far) pays for it. docs/selector.md explains the design.
 """
 
 import math
+from statistics import median
 
 import numpy as np
 
 from partnner_tf.errors import PartnnerError
 from partnner_tf.selector.base import Observation, Selector
-from partnner_tf.selector.estimators import BAND, CostCurve, LinkEstimator
+from partnner_tf.selector.estimators import BAND, SUSTAIN, CostCurve, LinkEstimator
 
 
 #: A MAC's relative cost by layer kind on CPUs (memory-bound kinds cost more per MAC); only a
@@ -41,6 +42,9 @@ BUDGET_CAP = 2.0
 #: 50-200 us a frame in Python, 1-5% of a 4 ms model's frame. Frames this long or longer are
 #: planned every time (docs/selector.md, "Keeping a plan over short frames").
 PLAN_S = 0.02
+#: A caller that gives up on the cloud after a wait of its own, never asking deadline_s() (an
+#: outside harness): its last MISSES remote frames price what giving up costs it (_late_priced).
+MISSES = 20
 
 
 def _work(cuts, side, weights):
@@ -110,6 +114,9 @@ class Partnner(Selector):
         self.exploring = None
         self.last_seen = np.zeros(len(cuts))
         self.recheck = 0.1
+        self.asked_deadline = False  # the caller asks deadline_s(), so it gives up when told
+        self._waits = []  # a caller that does not ask: its own waits, seen in its timeouts
+        self._misses = []  # and its latest remote frames: (cut, link + cloud time, timed out)
         self.min_probe_every = min_probe_every
         self.max_probe_every = max_probe_every
         self.probe_every = min_probe_every
@@ -150,6 +157,9 @@ class Partnner(Selector):
         # them the per-byte cost may be lower than it looks.
         stale = np.maximum(unseen, self._far_from_sent())
         est = e_est + remote
+        self._e_now = e_est
+        if self._waits and self._misses:
+            est = e_est + self._late_priced(remote, float(est[self.E]))
         # Unobserved cuts lean towards their monotone bounds; observed ones are known up to noise.
         unobs = self.edge.unobserved()
         if self._lean[0] is not unobs:
@@ -409,6 +419,8 @@ class Partnner(Selector):
                 self.edge.cap(self.E, obs.edge_only_s)
         if edge_unknown and not math.isnan(self.edge.anchor[self.E]):
             self.tokens = self.start_budget * max(float(self.edge.anchor[self.E] * self.edge.level), 1e-4)
+        if not (self.is_edge[c] or self.asked_deadline or self.hedging):
+            self._note_miss(c, obs)
         if self.is_edge[c]:
             self.link.tick()
         elif obs.timed_out:
@@ -418,6 +430,8 @@ class Partnner(Selector):
             probe = self.exploring is not None and self.exploring[0] == c and self.exploring[2]
             # A probe is the only news of a link unseen for a while: believe it outright.
             news = self.link.observe(nbytes, obs.transfer_s, trust=probe)
+            if news:
+                self._misses = []  # frames of another link
             # Queueing and slower compute both scale with load: one level covers both. A suffix
             # of no MACs still has the server's own overhead. The cloud, seen through the same
             # frames, is as stale as the link, and news of it is believed the same way.
@@ -468,6 +482,10 @@ class Partnner(Selector):
         links are bursty, so a frame waits ``deadline_slack`` times its estimate plus one
         edge-only frame; an exploration 4 times its estimate, a probe only until it has lost
         to edge-only."""
+        self.asked_deadline = True
+        return self._deadline(cut)
+
+    def _deadline(self, cut):
         if np.isnan(self.edge.anchor[self.E]) or self.is_edge[cut]:
             return None
         est, _ = self.estimates()
@@ -518,6 +536,30 @@ class Partnner(Selector):
         self._far = (history, sizes, far)
         return far
 
+    def _note_miss(self, c, obs):
+        """A remote frame of a caller that gives up after a wait of its own: a timeout tells the
+        wait (its ``transfer_s``). SUSTAIN timeouts in a row are no burst but a link gone bad, which
+        the link's estimate, pushed up by them, prices alone: the frames before them go."""
+        if obs.timed_out:
+            self._waits = (self._waits + [float(obs.transfer_s)])[-5:]
+        self._misses = (self._misses + [(c, obs.transfer_s + obs.cloud_s, bool(obs.timed_out))])[-MISSES:]
+        if len(self._misses) >= SUSTAIN and all(m[2] for m in self._misses[-SUSTAIN:]):
+            self._misses = []
+
+    def _late_priced(self, remote, e_full):
+        """Per cut, its link + cloud time under the caller's wait, from the latest remote frames:
+        each one's time, scaled from its cut's estimate to this cut's, and past the wait the wait
+        plus the edge-only rerun. The estimate alone prices a cut by its mean time, under the
+        wait, while the frames that cross it cost the wait and the rerun (a ResNet50 run through
+        the contract over 3G: cloud-only estimated below edge-only, 1.24x edge-only's mean)."""
+        wait = median(self._waits)
+        cut = np.array([m[0] for m in self._misses])
+        got = np.array([m[1] for m in self._misses])
+        t = (got / np.maximum(remote[cut], 1e-9))[:, None] * remote[None, :]
+        # A timeout (its time is the wait) is late for every cut estimated as dear or dearer.
+        cost = np.where(t >= wait * 0.999, wait + e_full, t).mean(axis=0)
+        return np.where(self._remote_mask, cost, 0.0)
+
     def _remote(self, cut):
         """The estimated link + cloud time of ``cut`` (computed with the estimates)."""
         self.estimates()
@@ -530,8 +572,10 @@ class Partnner(Selector):
         e_full = float(est[self.E])
         self.estimates()
         remote = self._remote_s[cand]
-        e_cut = est[cand] - remote
+        e_cut = self._e_now[cand]
         wait = 1.2 * np.maximum(e_full - e_cut, 0.0) + 0.01
+        if self._waits:
+            wait = np.minimum(wait, median(self._waits))  # the caller gives up sooner
         # Lost: hedged, the edge-only run beside it answers, as slowed as hedges are seen to be;
         # unhedged, the edge reruns the frame after the wait.
         lost = e_cut + ((self.hedge_slow - 1.0) * e_full if self.hedging else wait)
@@ -540,7 +584,7 @@ class Partnner(Selector):
 
     def _loss_if_late(self, cut, est):
         """What a frame at ``cut`` costs at worst: the deadline passes and the edge redoes it all."""
-        d = self.deadline_s(cut)
+        d = self._deadline(cut)
         if d is None:
             return est[cut]
         return float(est[cut] - self._remote(cut) + d + est[self.E])

@@ -11,6 +11,8 @@ from partnner_tf.selector import POLICIES, Observation, make_selector
 from partnner_tf.selector.estimators import GRACE
 from partnner_tf.sim import frames_to_within, run_policy, run_static, world_profile
 from partnner_tf.sim_world import make_world, synthetic_manifest
+from partnner_tf.traces import load_trace
+from tests.core.test_traces import TRACES, needs_traces
 from tests.core.worlds import constant, steps, table_world, world
 
 
@@ -893,3 +895,27 @@ def test_a_prefix_seen_plainly_bounds_the_doubt_about_a_hedged_edge_only_time():
     assert 2 in ran, ran  # the near-whole prefix was seen plainly
     assert w.edge_cut not in ran, ran
     assert np.mean([x[c] for c in ran]) < 1.04 * x[0]
+
+
+@needs_traces
+def test_through_the_contract_alone_frames_that_cross_the_harness_wait_price_a_cut():
+    # ResNet50 96x96 on a slow board over the Verizon EVDO trace (a world of the selector
+    # benchmark, held-out seed 13), the board slowing 2.2x after 300 s: edge-only is the best
+    # fixed cut. Cut 2 sends 8 KB, mostly well within the harness's 1 s wait, but the trace's
+    # stalls make a share of its frames cross it, each then costing the wait and an edge-only
+    # rerun. Priced by its mean transfer alone, cut 2 looked cheaper than edge-only and partnner
+    # ran it with 377 timeouts in 600 frames: 1.22x edge-only.
+    cuts = [(110592, 0, 715_084_032), (73728, 632_635_648, 82_448_384), (8192, 713_036_032, 2_048_000),
+            (0, 715_084_032, 0)]
+    trace = load_trace(TRACES / "Verizon-EVDO-driving.up", scale=0.537)
+    w = table_world("resnet50-96-evdo", cuts, [0.0, 1.331, 1.437, 1.634], [0.147, 0.0385, 0.0019, 0.0],
+                    uplink=trace, trace_offset_s=769.2, rtt_s=0.063, noise=0.09, slow=[(0, 1.0), (298.3, 2.18)])
+    edge = run_policy(w, "edge", 600, seed=13, contract_only=True, harness_deadline_s=1.0)
+    run = run_policy(w, "partnner", 600, seed=13, contract_only=True, harness_deadline_s=1.0)
+    assert run.mean < 1.05 * edge.mean, run.mean / edge.mean
+    assert run.timed_out.sum() < 100
+    # The harness's timeouts are what tell partnner of its wait: a harness that never gives up
+    # shows none, and the policy it drives prices by the estimates alone.
+    sel = make_selector("partnner", w.manifest)
+    run_policy(w, "partnner", 100, seed=13, selector=sel, contract_only=True, harness_deadline_s=np.inf)
+    assert not sel._waits
