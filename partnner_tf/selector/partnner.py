@@ -540,7 +540,7 @@ class Partnner(Selector):
         """A remote frame of a caller that gives up after a wait of its own: a timeout tells the
         wait (its ``transfer_s``). SUSTAIN timeouts in a row are no burst but a link gone bad, which
         the link's estimate, pushed up by them, prices alone: the frames before them go."""
-        if obs.timed_out:
+        if obs.timed_out and obs.transfer_s > 0:  # a wait of 0 says nothing of the caller's
             self._waits = (self._waits + [float(obs.transfer_s)])[-5:]
         self._misses = (self._misses + [(c, obs.transfer_s + obs.cloud_s, bool(obs.timed_out))])[-MISSES:]
         if len(self._misses) >= SUSTAIN and all(m[2] for m in self._misses[-SUSTAIN:]):

@@ -919,3 +919,18 @@ def test_through_the_contract_alone_frames_that_cross_the_harness_wait_price_a_c
     sel = make_selector("partnner", w.manifest)
     run_policy(w, "partnner", 100, seed=13, selector=sel, contract_only=True, harness_deadline_s=np.inf)
     assert not sel._waits
+
+
+def test_a_timeout_reported_with_no_wait_does_not_price_every_cut_late():
+    # A harness that says timed_out but not how long it waited (transfer_s 0) tells no wait:
+    # taken as one, every remote frame would cross it, and every remote cut would be priced at
+    # least as high as edge-only (3.6x the best cut here).
+    w = world(12, seed=3, uplink=constant(50e6))
+    x = w.expected(0.0)
+    sel = make_selector("partnner", w.manifest)
+    run_policy(w, "partnner", 50, seed=3, selector=sel, contract_only=True)
+    for _ in range(5):
+        sel.observe(Observation(cut=sel.choose(), edge_s=0.01, transfer_s=0.0, timed_out=True))
+    assert not sel._waits
+    run = run_policy(w, "partnner", 200, seed=4, selector=sel, contract_only=True)
+    assert np.mean([x[c] for c in run.cut]) < 1.05 * x.min()
