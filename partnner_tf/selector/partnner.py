@@ -126,6 +126,7 @@ class Partnner(Selector):
         self.hedged_at = 0  # the frame edge-only was first known from a hedged run
         self.hedge_slow = 1.0  # a hedged edge-only run's time over a plain one's, as seen
         self._est = None
+        self._e_now = None  # estimates(): the edge part of each cut's estimate
         self._lowest = None  # estimates(): the lowest estimate
         self._likely = (None, None)  # likely_cuts(): (the optimistic estimates, the answer)
         self._terms = (None, None, None)  # _remote_terms: (cloud estimate, link estimate, terms)
