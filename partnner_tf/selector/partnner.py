@@ -126,6 +126,7 @@ class Partnner(Selector):
         self.hedged_at = 0  # the frame edge-only was first known from a hedged run
         self.hedge_slow = 1.0  # a hedged edge-only run's time over a plain one's, as seen
         self._est = None
+        self._opt_x = None  # estimates(): the optimistic estimates explorations go by
         self._e_now = None  # estimates(): the edge part of each cut's estimate
         self._lowest = None  # estimates(): the lowest estimate
         self._likely = (None, None)  # likely_cuts(): (the optimistic estimates, the answer)
@@ -174,12 +175,21 @@ class Partnner(Selector):
         opt = e_opt + remote_opt
         self._bound_parts = (unobs, e_lo, remote_opt)  # for _long_shot
         # What was seen of a cut long ago may no longer hold: let near-ties be checked again.
-        opt *= 1.0 - (self.recheck / 200.0) * np.minimum(self.frames - self.last_seen, 200.0)
+        aged = 1.0 - (self.recheck / 200.0) * np.minimum(self.frames - self.last_seen, 200.0)
+        opt *= aged
+        # For a caller that does not hedge, explorations go by the same without the optimism
+        # about a cloud unseen for a while: only its probes chase that, spaced out (_plan). One
+        # that hedges probes every few frames, which keeps that optimism small; there, taking it
+        # from explorations too cost three benchmark worlds 0.4-1.6% (docs/selector.md).
+        opt_x = None if self.hedging else (e_opt + fixed + wire / stale + cloud) * aged
         if self.edge_only_hedged:
             waited = self.frames - self.hedged_at
             doubted = opt[self.E] / min(HEDGE_DOUBT + HEDGE_DOUBT_GROWTH * waited, HEDGE_DOUBT_MAX)
             opt[self.E] = max(doubted, min(opt[self.E], self._plain_floor()))
         self._est = (est, np.minimum(opt, est))
+        if opt_x is not None:
+            opt_x[self.E] = opt[self.E]
+        self._opt_x = self._est[1] if opt_x is None else np.minimum(opt_x, est)
         self._lowest = float(est.min())
         return self._est
 
@@ -282,11 +292,18 @@ class Partnner(Selector):
             self.probe_every = self.min_probe_every
         if self._change_pending():
             return best
-        if self.tokens > 0:
+        # Explorations test guesses about cuts. For a caller that does not hedge, whether a cloud
+        # unseen for a while got less loaded is the probes' question, spaced by what they cost:
+        # explorations chasing it too went to cloud-only every 25-30 frames while edge-only,
+        # unhedged, and left no budget for the cut an 8x loaded cloud made best (through the
+        # contract, ResNet50 224x224, held-out seed 7: 1,039 frames to recover; 142 now).
+        opt_x = self._opt_x
+        cand = cand[opt_x[cand] < est[best] * (1 - self.hysteresis)]
+        if self.tokens > 0 and cand.size:
             # The most promising by the middle of estimate and optimism, if the expected cost
             # (bounded by the deadline) fits the budget; what it really cost is charged after.
-            c = int(cand[(est[cand] + opt[cand]).argmin()])
-            expected = min(0.5 * (est[c] + opt[c]), self._loss_if_late(c, est)) - est[best]
+            c = int(cand[(est[cand] + opt_x[cand]).argmin()])
+            expected = min(0.5 * (est[c] + opt_x[c]), self._loss_if_late(c, est)) - est[best]
             if expected <= self.tokens:
                 self.exploring = (c, float(est[best]), False)
                 return c
