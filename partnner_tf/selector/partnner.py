@@ -513,12 +513,12 @@ class Partnner(Selector):
         if exploring and self.exploring[2] and self.hedging:
             return float(2.0 * e_full + 0.02)  # the edge-only run beside it ends the wait
         if exploring and self.exploring[2]:
-            e_cut = float(est[cut]) - remote
+            e_cut = float(self._e_now[cut])
             return float(max(1.2 * max(e_full - e_cut, 0.0) + 0.01, 0.02))
         if exploring:
             # An exploration tests a guess: the answer is known once the frame has lost to the
             # best cut; waiting on costs no more than giving up would (an edge-only rerun).
-            e_cut = float(est[cut]) - remote
+            e_cut = float(self._e_now[cut])
             lost = max(self.exploring[1] - e_cut, 0.0)
             return float(max(min(4.0 * remote, lost) + e_full, 0.02))
         return float(max(self.deadline_slack * remote + e_full, 0.02))
@@ -605,4 +605,4 @@ class Partnner(Selector):
         d = self._deadline(cut)
         if d is None:
             return est[cut]
-        return float(est[cut] - self._remote(cut) + d + est[self.E])
+        return float(self._e_now[cut] + d + est[self.E])
