@@ -180,7 +180,7 @@ class Partnner(Selector):
         # For a caller that does not hedge, explorations go by the same without the optimism
         # about a cloud unseen for a while: only its probes chase that, spaced out (_plan). One
         # that hedges probes every few frames, which keeps that optimism small; there, taking it
-        # from explorations too cost three benchmark worlds 0.4-1.5% (docs/selector.md).
+        # from explorations too cost three benchmark worlds 0.4-1.5% (docs/selector-log.md).
         opt_x = None if self.hedging else (e_opt + fixed + wire / stale + cloud) * aged
         if self.edge_only_hedged:
             waited = self.frames - self.hedged_at
