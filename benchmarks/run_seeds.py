@@ -10,7 +10,7 @@ last change, and over the last 300 frames, and the frames to recover from each c
 10% of the oracle for 3 frames in a row; "never" if not before the run ends). The default
 world is held-out seed 13's ResNet50 224x224 load-step world, where the cuts' measured costs
 are not monotone in MACs (docs/selector.md, "Known gaps"). Writes
-benchmarks/results/run_seeds_<world>[_stalls].md.
+benchmarks/results/run_seeds_<split><seed>_<world>[_stalls].md.
 """
 
 import argparse
