@@ -22,6 +22,10 @@ JUDGE = HISTORY
 #: For this many costs after a level rise, what is seen of the cuts priced before it may still be
 #: the stall that made it: those cuts stay in doubt (CostCurve.doubt).
 GRACE = 2
+#: A cut's first cost this many times under its estimate (interpolated between cuts seen) may
+#: be a fall of the whole board's or cloud's costs that only it saw: a cut seen before is
+#: checked. (A rise only it saw leaves the others priced low: run, they show it.)
+SURPRISE = FAR ** 2
 #: The link is bursty: only this many transfers in a row outside the band are a change.
 SUSTAIN = 3
 #: The rtt is refitted only while the last this many transfers have payloads of different sizes.
@@ -160,6 +164,7 @@ class CostCurve:
         self._undo = None  # what a jump changed, while the costs after it may still take it back
         self.version = 0  # bumped by every change, so predict() can reuse its last answer
         self._predicted = (None, None)
+        self.surprise = None  # (cut, observation index, cost / estimate) of a far first cost
         self._shape = (None, None)  # the level-free pieces of the curve, per version
         self._known = None  # what _layout() built from the observed cuts (and a zero_at stand-in)
         self._rate = self._unobserved = (None, None)
@@ -188,6 +193,16 @@ class CostCurve:
         self.seen[cut] = self.t
         anchor = float(self.anchor[cut])  # Python floats from here: the same IEEE sums, faster
         if math.isnan(anchor):
+            # Its first cost is taken at the level of the moment. Far under its estimate, it
+            # may be a fall the cut alone saw, on that very frame: taken into its own anchor,
+            # the level stays up, and every other cut stays priced too high to be run again (a
+            # DenseNet121 world whose load went back down as a new cut was explored: cloud-only
+            # priced at 4.5x its cost for 1,173 frames). A cut seen before tells (check()).
+            guess = self._predicted[1]
+            if guess is not None and len(self.observed) >= 2 and guess[0][cut] > 0:
+                q = cost / float(guess[0][cut])
+                if q < 1 / SURPRISE:
+                    self.surprise = (cut, self.t, q)
             self.anchor[cut] = cost / self.level
             self.created[cut] = self.t
             self._known = None
@@ -259,6 +274,23 @@ class CostCurve:
         anchor = float(self.anchor[cut])  # (a jump or the end of a run may have moved it)
         self.anchor[cut] = anchor + w * (cost / self.level - anchor)
         return ratio
+
+    def check(self, cut, cost):
+        """Take the cost of ``cut``, seen before the last surprise (``surprise``), as its check:
+        under 1/BAND of its price, the whole board or cloud got faster, and the level falls by
+        it, the surprising cut's anchor with it; otherwise that cut is just cheap. Returns
+        whether the level fell."""
+        t = self.surprise[1]
+        self.surprise = None
+        if not 0 <= self.created[cut] < t:
+            return False
+        ratio = cost / (float(self.anchor[cut]) * self.level)
+        if ratio >= 1 / BAND:
+            return False
+        self.version += 1
+        self.anchor[self.created >= t] /= ratio
+        self._jump(ratio, since=t)
+        return True
 
     def _jump(self, factor, since):
         """The whole board or cloud changed speed by ``factor``: move the level, drop any pending

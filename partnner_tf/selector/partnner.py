@@ -138,6 +138,7 @@ class Partnner(Selector):
         self._plan_s = 0.0  # frame time since that plan
         self._kept = False  # the next choose() keeps the plan (observe() decides)
         self._expect = None  # what the plan expects of its cut (_parts)
+        self._checking = None  # the cut run to check a surprising first cloud cost (_check_cut)
         self._held = []  # the kept plan's frames not observed yet (_take_held)
         self._held_s = 0.0  # their frame time
 
@@ -266,6 +267,11 @@ class Partnner(Selector):
             best = self.current
         self.current = best
         self.exploring = None
+        if self.cloud.surprise is not None:
+            c = self._check_cut(est)
+            if c is not None:
+                self.exploring = (c, float(est[best]), False)
+                return c
         cand = (opt < est[best] * (1 - self.hysteresis)).nonzero()[0]
         if not cand.size:
             return self._long_shot(best, est)
@@ -308,6 +314,19 @@ class Partnner(Selector):
                 self.exploring = (c, float(est[best]), False)
                 return c
         return best
+
+    def _check_cut(self, est):
+        """A cut's first cloud cost was far under its estimate (CostCurve.surprise): the remote
+        cut seen before it with the lowest estimate, to run next and tell whether the cloud got
+        faster; None (and no check) if there is none."""
+        cut, t, _ = self.cloud.surprise
+        before = (self.cloud.created >= 0) & (self.cloud.created < t) & self._remote_mask.astype(bool)
+        before[cut] = False
+        if not before.any():
+            self.cloud.surprise = None
+            return None
+        self._checking = int(np.where(before, est, np.inf).argmin())
+        return self._checking
 
     def _change_pending(self):
         """A run of outliers is pending on the edge or the cloud: a change may be under way, and
@@ -453,7 +472,12 @@ class Partnner(Selector):
             # Queueing and slower compute both scale with load: one level covers both. A suffix
             # of no MACs still has the server's own overhead. The cloud, seen through the same
             # frames, is as stale as the link, and news of it is believed the same way.
+            if c == self._checking and self.cloud.surprise is not None:
+                self.cloud.check(c, obs.cloud_s)
             self.cloud.observe(c, obs.cloud_s, trust=news)
+        if c == self._checking:
+            self._checking = None
+            self.cloud.surprise = None
         spent = obs.edge_s + obs.transfer_s + obs.cloud_s
         if self.exploring is not None and self.exploring[0] == c:
             if obs.timed_out and not obs.edge_only_s:

@@ -955,3 +955,63 @@ def test_a_timeout_reported_with_no_wait_does_not_price_every_cut_late():
     assert not sel._waits
     run = run_policy(w, "partnner", 200, seed=4, selector=sel, contract_only=True)
     assert np.mean([x[c] for c in run.cut]) < 1.05 * x.min()
+
+
+def test_a_fall_only_a_new_cut_saw_is_checked_on_a_cut_seen_before():
+    # The cloud's level is 8x up (a load step); the frame a cut is first seen, the load goes back
+    # down. Taken at the level of the moment, its first cost makes its anchor 8x low, the level
+    # stays, and every other cut stays priced 8x high (a DenseNet121 world: cloud-only at 4.5x
+    # its cost for 1,173 frames). Far under its estimate, that first cost is a surprise, and the
+    # cost of a cut seen before it settles which it was.
+    from partnner_tf.selector.estimators import CostCurve
+
+    def loaded_curve():
+        curve = CostCurve([0.0, 10.0, 20.0, 30.0, 40.0], zero_at=0)
+        for cut, cost in ((2, 0.02), (3, 0.03), (4, 0.04)):
+            curve.observe(cut, cost)
+        curve.observe(2, 0.16, trust=True)  # news after a stretch unseen: the level jumps 8x
+        assert curve.level == pytest.approx(8.0)
+        curve.predict(1e-9)  # what the selector priced the cuts at
+        curve.observe(1, 0.01)  # the new cut, at the level after the fall
+        assert curve.surprise is not None and curve.surprise[0] == 1
+        return curve
+
+    curve = loaded_curve()
+    assert curve.check(2, 0.02)  # the fall: cut 2 costs what it did before the step
+    est, _ = curve.predict(1e-9)
+    assert est[1] == pytest.approx(0.01) and est[4] == pytest.approx(0.04) and curve.surprise is None
+    curve = loaded_curve()
+    assert not curve.check(2, 0.16)  # no fall: the new cut is just cheap
+    est, _ = curve.predict(1e-9)
+    assert est[1] == pytest.approx(0.01) and est[4] == pytest.approx(0.32)
+
+
+def test_partnner_checks_a_far_cheap_first_cloud_cost_on_a_cut_seen_before():
+    # The same through the contract: the cloud's load steps up 8x and back down on the frame a
+    # new cut is first seen. The next frame runs a cut seen before, whose cost tells the fall.
+    m = synthetic_manifest(12, seed=3)
+    E = m.edge_only
+    k = 0.002 + 1e-11 * np.array([c.suffix_macs for c in m.cuts], dtype=float)  # cloud s at load 1
+    e = 0.001 + 1e-10 * np.array([c.prefix_macs for c in m.cuts], dtype=float)
+
+    def frame(c, load=1.0):
+        if c == E:
+            return Observation(cut=c, edge_s=e[c])
+        return Observation(cut=c, edge_s=0.0 if c == m.cloud_only else e[c], transfer_s=0.02,
+                           cloud_s=k[c] * load, bytes_sent=m.cuts[c].boundary_bytes)
+
+    sel = make_selector("partnner", m)
+    sel.observe(frame(E))
+    for _ in range(10):
+        sel.observe(frame(0))
+        sel.observe(frame(2))
+    for _ in range(3):
+        sel.observe(frame(0, load=8.0))
+    assert sel.cloud.level == pytest.approx(8.0)
+    sel.choose()  # (the estimates the new cut's first cost is set against)
+    sel.observe(frame(6))  # first seen, as the load falls back
+    check = sel.choose()
+    assert check in (0, 2)
+    sel.observe(frame(check))
+    assert sel.cloud.level == pytest.approx(1.0)
+    assert sel.cloud.predict(1e-9)[0][0] == pytest.approx(k[0])
