@@ -23,8 +23,9 @@ JUDGE = HISTORY
 #: the stall that made it: those cuts stay in doubt (CostCurve.doubt).
 GRACE = 2
 #: A cut's first cost this many times under its estimate (interpolated between cuts seen) may
-#: be a fall of the whole board's or cloud's costs that only it saw: a cut seen before is
-#: checked. (A rise only it saw leaves the others priced low: run, they show it.)
+#: be a fall of the whole board's or cloud's costs that only it saw (``surprise``): a cut seen
+#: before tells (``check``; partnner runs one for the cloud, whose load comes and goes). A rise
+#: only it saw needs no check: the other cuts, priced low, are run and show it.
 SURPRISE = FAR ** 2
 #: The link is bursty: only this many transfers in a row outside the band are a change.
 SUSTAIN = 3
