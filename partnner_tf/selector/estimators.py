@@ -197,8 +197,9 @@ class CostCurve:
             # Its first cost is taken at the level of the moment. Far under its estimate, it
             # may be a fall the cut alone saw, on that very frame: taken into its own anchor,
             # the level stays up, and every other cut stays priced too high to be run again (a
-            # DenseNet121 world whose load went back down as a new cut was explored: cloud-only
-            # priced at 4.5x its cost for 1,173 frames). A cut seen before tells (check()).
+            # DenseNet121 world, explored with looser bounds, whose load went back down as a new
+            # cut was first seen: cloud-only priced at 4.5x its cost for 1,173 frames). A cut
+            # seen before tells (check()).
             guess = self._predicted[1]
             if guess is not None and len(self.observed) >= 2 and guess[0][cut] > 0:
                 q = cost / float(guess[0][cut])

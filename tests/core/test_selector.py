@@ -960,9 +960,9 @@ def test_a_timeout_reported_with_no_wait_does_not_price_every_cut_late():
 def test_a_fall_only_a_new_cut_saw_is_checked_on_a_cut_seen_before():
     # The cloud's level is 8x up (a load step); the frame a cut is first seen, the load goes back
     # down. Taken at the level of the moment, its first cost makes its anchor 8x low, the level
-    # stays, and every other cut stays priced 8x high (a DenseNet121 world: cloud-only at 4.5x
-    # its cost for 1,173 frames). Far under its estimate, that first cost is a surprise, and the
-    # cost of a cut seen before it settles which it was.
+    # stays, and every other cut stays priced 8x high (a DenseNet121 world, explored with looser
+    # bounds than partnner's: cloud-only at 4.5x its cost for 1,173 frames). Far under its
+    # estimate, that first cost is a surprise, and the cost of a cut seen before settles which.
     from partnner_tf.selector.estimators import CostCurve
 
     def loaded_curve():
