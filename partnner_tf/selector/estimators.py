@@ -165,7 +165,7 @@ class CostCurve:
         self._undo = None  # what a jump changed, while the costs after it may still take it back
         self.version = 0  # bumped by every change, so predict() can reuse its last answer
         self._predicted = (None, None)
-        self.surprise = None  # (cut, observation index, cost / estimate) of a far first cost
+        self.surprise = None  # (cut, observation index) of a first cost far under its estimate
         self._shape = (None, None)  # the level-free pieces of the curve, per version
         self._known = None  # what _layout() built from the observed cuts (and a zero_at stand-in)
         self._rate = self._unobserved = (None, None)
@@ -202,9 +202,8 @@ class CostCurve:
             # seen before tells (check()).
             guess = self._predicted[1]
             if guess is not None and len(self.observed) >= 2 and guess[0][cut] > 0:
-                q = cost / float(guess[0][cut])
-                if q < 1 / SURPRISE:
-                    self.surprise = (cut, self.t, q)
+                if cost < float(guess[0][cut]) / SURPRISE:
+                    self.surprise = (cut, self.t)
             self.anchor[cut] = cost / self.level
             self.created[cut] = self.t
             self._known = None
@@ -282,7 +281,7 @@ class CostCurve:
         under 1/BAND of its price, the whole board or cloud got faster, and the level falls by
         it, the surprising cut's anchor with it; otherwise that cut is just cheap. Returns
         whether the level fell."""
-        t = self.surprise[1]
+        _, t = self.surprise
         self.surprise = None
         if not 0 <= self.created[cut] < t:
             return False

@@ -319,8 +319,8 @@ class Partnner(Selector):
         """A cut's first cloud cost was far under its estimate (CostCurve.surprise): the remote
         cut seen before it with the lowest estimate, to run next and tell whether the cloud got
         faster; None (and no check) if there is none."""
-        cut, t, _ = self.cloud.surprise
-        before = (self.cloud.created >= 0) & (self.cloud.created < t) & self._remote_mask.astype(bool)
+        cut, t = self.cloud.surprise
+        before = (self.cloud.created >= 0) & (self.cloud.created < t) & ~self.is_edge
         before[cut] = False
         if not before.any():
             self.cloud.surprise = None
