@@ -167,6 +167,7 @@ class CostCurve:
         self._predicted = (None, None)
         self.surprise = None  # (cut, observation index) of a first cost far under its estimate
         self._shape = (None, None)  # the level-free pieces of the curve, per version
+        self._slack = 1.0  # how far under the monotone envelope seen cuts come (_pieces, slack())
         self._known = None  # what _layout() built from the observed cuts (and a zero_at stand-in)
         self._rate = self._unobserved = (None, None)
         self._run = []  # the ratios of the current run of outliers
@@ -430,7 +431,11 @@ class CostCurve:
             vals[1:] = self.anchor[known]
             if stand_in is not None:
                 vals[stand_in] = 0.0  # zero_at, not observed: no MACs, no cost
+            raw = vals.copy()
             np.maximum.accumulate(vals, out=vals)
+            # How far under the monotone envelope the cuts seen have come (1: not at all).
+            under = raw[1:] > 0
+            self._slack = float((vals[1:][under] / raw[1:][under]).max()) if under.any() else 1.0
             top_x, top_v = xs[-1], vals[-1]
             # Monotone bound: a cut costs at least what its nearest observed smaller neighbour costs.
             lower = vals[below]
@@ -477,6 +482,12 @@ class CostCurve:
         dx = np.maximum(self._xs - top_x, 0.0)
         self._known = (known, stand_in, xs, below, ~np.isnan(self.anchor), dx if dx.any() else None, small)
         return self._known
+
+    def slack(self):
+        """How many times under the monotone envelope a cut seen has come: how far a lower bound
+        from a smaller cut's cost may overstate an unseen cut's (1.0 while costs are monotone)."""
+        self._pieces()
+        return self._slack
 
     def rate(self):
         """Observed cost per MAC at the level now (None before any non-trivial anchor)."""

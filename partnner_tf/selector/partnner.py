@@ -347,7 +347,10 @@ class Partnner(Selector):
         unobs, e_lo, remote_lo = self._bound_parts
         if not unobs.any():
             return best
-        bound = np.where(unobs > 0, e_lo + remote_lo, np.inf)  # each unobserved cut's lower bound
+        # Each unobserved cut's lower bound; the edge's loosened by how far under the monotone
+        # envelope seen cuts have come (measured prefixes are not monotone in MACs).
+        slack = min(self.edge.slack(), BAND)
+        bound = np.where(unobs > 0, e_lo / slack + remote_lo, np.inf)
         ok = (bound < est[best] * (1 - self.hysteresis)) & (est - est[best] <= self.tokens)
         if not ok.any():
             return best
