@@ -140,7 +140,8 @@ def main():
         "over edge-only comes from), and every run has few frames, so exploration weighs more than in a long "
         "stream.", "",
         f"Command: `.venv/bin/python benchmarks/paper_table.py --boards {a.boards} --links {a.links} "
-        f"--frames {a.frames} --max-run-s {a.max_run_s:g}` ({minutes:.0f} min on this 2-core machine, shared).",
+        + (f"--models {a.models} " if a.models else "")
+        + f"--frames {a.frames} --max-run-s {a.max_run_s:g}` ({minutes:.0f} min on this 2-core machine, shared).",
         "Per-frame logs and timelines: the `--work` folder (cells/*/timeline.png).",
     ]
     (res / "paper_table.md").write_text(text + "\n".join(note) + "\n")
