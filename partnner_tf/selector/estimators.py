@@ -167,7 +167,7 @@ class CostCurve:
         self._predicted = (None, None)
         self.surprise = None  # (cut, observation index) of a first cost far under its estimate
         self._shape = (None, None)  # the level-free pieces of the curve, per version
-        self._slack = 1.0  # how far under the monotone envelope seen cuts come (_pieces, slack())
+        self._slack = (None, 1.0)  # (version, slack()) : read by long shots alone, so built lazily
         self._known = None  # what _layout() built from the observed cuts (and a zero_at stand-in)
         self._rate = self._unobserved = (None, None)
         self._run = []  # the ratios of the current run of outliers
@@ -431,11 +431,7 @@ class CostCurve:
             vals[1:] = self.anchor[known]
             if stand_in is not None:
                 vals[stand_in] = 0.0  # zero_at, not observed: no MACs, no cost
-            raw = vals.copy()
             np.maximum.accumulate(vals, out=vals)
-            # How far under the monotone envelope the cuts seen have come (1: not at all).
-            under = raw[1:] > 0
-            self._slack = float((vals[1:][under] / raw[1:][under]).max()) if under.any() else 1.0
             top_x, top_v = xs[-1], vals[-1]
             # Monotone bound: a cut costs at least what its nearest observed smaller neighbour costs.
             lower = vals[below]
@@ -486,8 +482,18 @@ class CostCurve:
     def slack(self):
         """How many times under the monotone envelope a cut seen has come: how far a lower bound
         from a smaller cut's cost may overstate an unseen cut's (1.0 while costs are monotone)."""
-        self._pieces()
-        return self._slack
+        if self._slack[0] != self.version:
+            lay = self._layout()
+            slack = 1.0
+            if lay is not None:
+                # The known cuts' costs in MAC order (a zero_at stand-in at 0), and their envelope.
+                raw = np.nan_to_num(self.anchor[lay[0]])
+                env = np.maximum.accumulate(raw)
+                under = raw > 0
+                if under.any():
+                    slack = float((env[under] / raw[under]).max())
+            self._slack = (self.version, slack)
+        return self._slack[1]
 
     def rate(self):
         """Observed cost per MAC at the level now (None before any non-trivial anchor)."""
