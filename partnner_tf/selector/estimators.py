@@ -76,12 +76,15 @@ class LinkEstimator:
         # describes a link that may be gone, so this transfer replaces it (a recovered link is
         # noticed on its first transfer). The rtt fit keeps its history: propagation persists.
         fresh = self.observed == 0 or trust or self.since >= STALE
+        side = 1 if ratio > BAND else (-1 if ratio < 1 / BAND else 0)
         self.history = (self.history + [(nbytes, transfer_s)])[-self.window:]
-        self._fit_rtt()
+        # An outlier may be the first of a shift: fitted at once, it moves the rtt towards
+        # itself and the next ones fall inside the band, a shift never seen (a link 5x faster
+        # read as an rtt of 22 ms for 54, pricing a 600 KB payload 2x too high).
+        self._fit_rtt(fit=not side)
         wire = max(transfer_s - self.rtt, 0.05 * transfer_s)
         share = wire / transfer_s  # how much the bytes explain: little for a tiny payload
         y = wire / nbytes
-        side = 1 if ratio > BAND else (-1 if ratio < 1 / BAND else 0)
         self.recent = (self.recent + [(side, y)])[-SUSTAIN:]
         if fresh:
             # Far from the last completed transfer (not from an estimate timeouts pushed up):
@@ -114,13 +117,13 @@ class LinkEstimator:
         self.timeouts += 1
         self.since = 0
 
-    def _fit_rtt(self):
+    def _fit_rtt(self, fit=True):
         history = self.history
         recent = [b for b, _ in history[-FIT_RECENT:]]
         # Only payloads of different sizes sent lately tell the split: when the policy has
         # settled on one cut, the sizes in the window are old, maybe from another link (a step
         # of bandwidth), and a line through them and today's transfers puts the rtt anywhere.
-        if len(history) >= 3 and max(recent) > 1.5 * min(recent):
+        if fit and len(history) >= 3 and max(recent) > 1.5 * min(recent):
             # t = rtt + b * s_per_byte by weighted least squares (relative errors, the latest
             # weighing most), solved in closed form: it runs on every transfer.
             h = np.array(history)

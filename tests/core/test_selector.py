@@ -648,6 +648,27 @@ def test_the_rtt_is_not_refitted_across_a_bandwidth_step_from_one_payload_size()
     assert float(link.predict(18432)) < 1.5 * true, (float(link.predict(18432)), true)
 
 
+def test_a_step_of_bandwidth_on_rtt_dominated_transfers_is_a_change_not_a_smaller_rtt():
+    """A link 5x faster under an rtt-dominated 208 KB payload (95 -> 62 ms, rtt 54 ms) while
+    the window still holds a 602 KB transfer: fitted at once, the first fast transfers pulled
+    the rtt to 22 ms, the next ones fell inside the band, and no shift was ever seen; the 602 KB
+    payload stayed priced 2x what it took (held-out seed 101's synthetic 20-cut world in the
+    selector bench: 68 frames to recover)."""
+    from partnner_tf.selector.estimators import SUSTAIN, LinkEstimator
+
+    link, rtt, small, big = LinkEstimator(), 0.054, 208_278, 602_112
+    slow, fast = 8 / 40e6, 8 / 500e6  # s/byte: 40 Mbit/s, then 500
+    for i in range(12):
+        link.observe(big if i == 9 else small, rtt + (big if i == 9 else small) * slow)
+    before = link.changes
+    for _ in range(SUSTAIN):
+        link.observe(small, rtt + small * fast)
+    assert link.changes > before
+    assert link.rtt > 0.8 * rtt, link.rtt
+    true = rtt + big * fast
+    assert float(link.predict(big)) < 1.35 * true, (float(link.predict(big)), true)
+
+
 def test_hedged_probes_are_spaced_by_what_their_slowed_edge_only_run_costs():
     # Edge-only is best (388 ms; cut 8: 440 ms): partnner stays there and probes the link. A
     # hedged probe's edge-only run shares the CPU with the request; when that makes it 1.6x
