@@ -33,6 +33,8 @@ SUSTAIN = 3
 FIT_RECENT = 16
 #: A link unseen for this many frames may be another link now: the next transfer is believed.
 STALE = 3
+#: The rtt is refitted on every one of the first this many transfers, outliers too.
+FIT_FIRST = 8
 
 
 class LinkEstimator:
@@ -80,8 +82,9 @@ class LinkEstimator:
         self.history = (self.history + [(nbytes, transfer_s)])[-self.window:]
         # An outlier may be the first of a shift: fitted at once, it moves the rtt towards
         # itself and the next ones fall inside the band, a shift never seen (a link 5x faster
-        # read as an rtt of 22 ms for 54, pricing a 600 KB payload 2x too high).
-        self._fit_rtt(fit=not side)
+        # read as an rtt of 22 ms for 54, pricing a 600 KB payload 2x too high). Not in the
+        # first transfers, whose outliers are against the prior: the fit is how it is left.
+        self._fit_rtt(fit=not side or self.observed < FIT_FIRST)
         wire = max(transfer_s - self.rtt, 0.05 * transfer_s)
         share = wire / transfer_s  # how much the bytes explain: little for a tiny payload
         y = wire / nbytes
