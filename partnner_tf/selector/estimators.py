@@ -83,7 +83,7 @@ class LinkEstimator:
         # An outlier may be the first of a shift: fitted at once, it moves the rtt towards
         # itself and the next ones fall inside the band, a shift never seen (a link 5x faster
         # read as an rtt of 22 ms for 54, pricing a 600 KB payload 2x too high). Not in the
-        # first transfers, whose outliers are against the prior: the fit is how it is left.
+        # first FIT_FIRST transfers: their outliers are against the prior, which the fit leaves.
         self._fit_rtt(fit=not side or self.observed < FIT_FIRST)
         wire = max(transfer_s - self.rtt, 0.05 * transfer_s)
         share = wire / transfer_s  # how much the bytes explain: little for a tiny payload

@@ -649,11 +649,12 @@ def test_the_rtt_is_not_refitted_across_a_bandwidth_step_from_one_payload_size()
 
 
 def test_a_step_of_bandwidth_on_rtt_dominated_transfers_is_a_change_not_a_smaller_rtt():
-    """A link 5x faster under an rtt-dominated 208 KB payload (95 -> 62 ms, rtt 54 ms) while
-    the window still holds a 602 KB transfer: fitted at once, the first fast transfers pulled
-    the rtt to 22 ms, the next ones fell inside the band, and no shift was ever seen; the 602 KB
-    payload stayed priced 2x what it took (held-out seed 101's synthetic 20-cut world in the
-    selector bench: 68 frames to recover)."""
+    """A link 12x faster under an rtt-dominated 208 KB payload while the window still holds a
+    602 KB transfer: the rtt must stay near its 54 ms. Fitted on each fast outlier at once, the
+    line through them and the old 602 KB transfer pulled it to 33 ms here, pricing the 602 KB
+    payload far over what it takes (in held-out seed 101's synthetic 20-cut world of the
+    selector bench, to 22 ms, before the third fast transfer could show a shift: 68 frames to
+    recover)."""
     from partnner_tf.selector.estimators import SUSTAIN, LinkEstimator
 
     link, rtt, small, big = LinkEstimator(), 0.054, 208_278, 602_112
