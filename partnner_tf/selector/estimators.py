@@ -495,9 +495,9 @@ class CostCurve:
                 # The known cuts' costs in MAC order (a zero_at stand-in at 0), and their envelope.
                 raw = np.nan_to_num(self.anchor[lay[0]])
                 env = np.maximum.accumulate(raw)
-                under = raw > 0
-                if under.any():
-                    slack = float((env[under] / raw[under]).max())
+                costed = raw > 0  # the stand-in at 0 divides nothing
+                if costed.any():
+                    slack = float((env[costed] / raw[costed]).max())
             self._slack = (self.version, slack)
         return self._slack[1]
 
